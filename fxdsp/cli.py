@@ -1,0 +1,244 @@
+"""The ``mixfx`` command line.
+
+Subcommands:
+    ``mixfx demo``: synthesize a short music example, run it through a chain of fxdsp effects and
+    write ``dry.wav``, ``wet.wav``, ``spectra.png`` and ``summary.json`` (see
+    ``experiments/demo.py``; needs the ``io`` and ``plot`` extras).
+    ``mixfx version``: print the versions of mixfx, torch and Python.
+
+Optional packages (soundfile, matplotlib, tqdm) are imported only inside the subcommand that needs
+them, so ``import fxdsp`` never pulls them in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import importlib.util
+import platform
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+
+__all__ = ["DEFAULT_DEMO_OUT", "CLIError", "add_demo_arguments", "build_parser", "main"]
+
+PROG = "mixfx"
+DEFAULT_DEMO_OUT = "out/demo"
+
+
+class CLIError(Exception):
+    """An error reported to the user as one line, without a traceback (exit code 1)."""
+
+
+def _number_in_range(
+    kind: type[int] | type[float], low: float, high: float, what: str
+) -> Callable[[str], float]:
+    """An argparse ``type=`` that parses ``kind`` and checks ``low <= value <= high``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'} ({what}), got {text!r}"
+            ) from None
+        if not low <= value <= high:  # also rejects NaN
+            raise argparse.ArgumentTypeError(
+                f"{what} must be in [{low:g}, {high:g}], got {text}"
+            ) from None
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the demo's options to ``parser`` (shared by ``mixfx demo`` and experiments/demo.py).
+
+    Args:
+        parser: the parser to extend.
+
+    Returns:
+        The same parser.
+    """
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        default=Path(DEFAULT_DEMO_OUT),
+        help=(
+            "folder for dry.wav, wet.wav, spectra.png and summary.json "
+            f"(default: {DEFAULT_DEMO_OUT})"
+        ),
+    )
+    parser.add_argument(
+        "--seconds",
+        metavar="S",
+        type=_number_in_range(float, 1.0, 600.0, "duration in seconds"),
+        default=6.0,
+        help="length of the synthesized example in seconds, 1 to 600 (default: 6)",
+    )
+    parser.add_argument(
+        "--seed",
+        metavar="N",
+        type=_number_in_range(int, 0, 2**31 - 1, "seed"),
+        default=0,
+        help="seed of the synthesis and of the reverb's noise (default: 0)",
+    )
+    parser.add_argument(
+        "--sample-rate",
+        metavar="HZ",
+        type=_number_in_range(int, 22050, 192000, "sample rate in Hz"),
+        default=44100,
+        help="sample rate in Hz, 22050 to 192000 (default: 44100)",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device the effects run on, e.g. cpu or cuda (default: cpu)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="do not show a progress bar over the stages"
+    )
+    return parser
+
+
+def _version_line() -> str:
+    def dist_version(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    return (
+        f"{PROG} {dist_version('mixfx')} (torch {dist_version('torch')}, "
+        f"python {platform.python_version()})"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mixfx`` argument parser with all its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Music mixing style transfer with batched, differentiable audio effects.",
+    )
+    parser.add_argument("--version", action="version", version=_version_line())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = sub.add_parser(
+        "demo",
+        help="process a synthesized music example with an effect chain and plot before/after",
+        description=(
+            "Synthesize a short stereo music example, run it through EQ, compressor, stereo "
+            "imager, reverb and loudness normalization, and write dry.wav, wet.wav, "
+            "spectra.png and summary.json."
+        ),
+    )
+    add_demo_arguments(demo)
+    sub.add_parser("version", help="print the versions of mixfx, torch and Python")
+    return parser
+
+
+def _require(module: str, extra: str, what: str) -> ModuleType:
+    """Import an optional package, or raise CLIError naming the extra that provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise CLIError(
+            f"{what} needs the optional package '{module}', which is not installed: "
+            f"pip install 'mixfx[{extra}]'"
+        ) from None
+
+
+def _load_demo_module() -> ModuleType:
+    """Import experiments/demo.py from the source checkout this package lives in."""
+    loaded = sys.modules.get("experiments.demo")
+    if loaded is not None:
+        return loaded
+    root = Path(__file__).resolve().parents[1]
+    path = root / "experiments" / "demo.py"
+    if not path.is_file():
+        raise CLIError(
+            f"the demo script is not next to this installation (looked for {path}); it ships "
+            "with the source checkout: run './run demo' there"
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("experiments.demo")
+    except ModuleNotFoundError as err:
+        if err.name not in ("experiments", "experiments.demo"):
+            raise
+    # Another package named `experiments` shadows the checkout's folder: load the file directly.
+    spec = importlib.util.spec_from_file_location("mixfx_experiments_demo", path)
+    if spec is None or spec.loader is None:
+        raise CLIError(f"cannot load the demo script {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    _require("soundfile", "io", "mixfx demo")
+    _require("matplotlib", "plot", "mixfx demo")
+    import torch
+
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise CLIError(f"unknown device {args.device!r} (try cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
+    demo = _load_demo_module()
+    summary = demo.run_demo(
+        args.out,
+        seconds=args.seconds,
+        seed=args.seed,
+        sample_rate=args.sample_rate,
+        device=device,
+        progress=not args.no_progress,
+    )
+    print(demo.format_report(summary))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``mixfx`` command line.
+
+    Args:
+        argv: the arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 on success, 1 on an error while running, 2 on bad arguments.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse exits on --help, --version and bad arguments
+        return exit_.code if isinstance(exit_.code, int) else 2
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        print(f"\n{PROG}: error: a command is required (demo or version)", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "version":
+            print(_version_line())
+            return 0
+        if args.command == "demo":
+            return _cmd_demo(args)
+        raise CLIError(f"unhandled command {args.command!r}")  # pragma: no cover
+    except CLIError as err:
+        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # e.g. an output folder that cannot be created or written
+        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
