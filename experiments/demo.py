@@ -355,7 +355,19 @@ def _db(power: Tensor | float) -> float:
 
 
 def measure(x: Tensor, sample_rate: float) -> dict[str, float]:
-    """Level, dynamics, stereo and spectral figures of one stereo item ``(1, 2, samples)``."""
+    """Level, dynamics, stereo and spectral figures of one stereo item.
+
+    Args:
+        x: ``(1, 2, samples)`` audio.
+        sample_rate: in Hz.
+
+    Returns:
+        ``integrated_lufs`` (BS.1770), ``momentary_range_lu`` (95th minus 10th percentile of
+        the momentary loudness), ``sample_peak_dbfs``, ``rms_dbfs``, ``crest_factor_db`` (peak
+        over RMS), ``side_to_mid_db`` (energy of S = (L−R)/2 over M = (L+R)/2),
+        ``lr_correlation`` (Pearson, over the whole clip) and ``spectral_centroid_hz`` (of the
+        power spectrum summed over channels).
+    """
     x64 = x.detach().to(torch.float64)
     mid = 0.5 * (x64[:, 0] + x64[:, 1])
     side = 0.5 * (x64[:, 0] - x64[:, 1])
@@ -366,8 +378,10 @@ def measure(x: Tensor, sample_rate: float) -> dict[str, float]:
     spec = torch.fft.rfft(x64[0], dim=-1).abs().square().sum(0)
     freqs = torch.fft.rfftfreq(x64.shape[-1], 1.0 / sample_rate, dtype=torch.float64)
     centroid = (spec * freqs.to(spec.device)).sum() / (spec.sum() + _EPS)
+    _, momentary = momentary_loudness(x64, sample_rate)
     return {
         "integrated_lufs": float(loudness(x64, sample_rate)[0]),
+        "momentary_range_lu": float(np.percentile(momentary, 95) - np.percentile(momentary, 10)),
         "sample_peak_dbfs": _db(peak.square()),
         "rms_dbfs": _db(power),
         "crest_factor_db": _db(peak.square()) - _db(power),
@@ -402,12 +416,13 @@ def momentary_loudness(
 
 
 def average_spectrum(
-    x: Tensor, sample_rate: float, n_fft: int = 4096, smoothing_octaves: float = 1.0 / 6.0
+    x: Tensor, sample_rate: float, n_fft: int = 16384, smoothing_octaves: float = 1.0 / 6.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Average power spectrum over frames and channels, fractional-octave smoothed, in dB.
 
     Hann window, hop ``n_fft/4``; scaled so that a full-scale sine reads 0 dB; each bin is the
-    mean power over ``[f·2^(−o/2), f·2^(o/2)]`` with ``o = smoothing_octaves``.
+    power averaged twice over ``[f·2^(−o/4), f·2^(o/4)]`` (about a triangular window
+    ``o = smoothing_octaves`` wide at its base).
 
     Args:
         x: ``(1, channels, samples)``.
@@ -416,18 +431,22 @@ def average_spectrum(
         smoothing_octaves: width of the smoothing window in octaves.
 
     Returns:
-        Frequencies in Hz (DC excluded) and levels in dB, both ``(n_fft/2,)``.
+        Frequencies in Hz (DC excluded) and levels in dB, both ``(n_fft/2,)`` (``n_fft`` is
+        lowered to the largest power of two that fits in the signal).
     """
     x64 = x.detach().to(torch.float64).cpu()[0]
+    n_fft = min(n_fft, 1 << (x64.shape[-1].bit_length() - 1))  # a power of two <= the length
     window = torch.hann_window(n_fft, dtype=torch.float64)
     spec = torch.stft(x64, n_fft, hop_length=n_fft // 4, window=window, return_complex=True)
     power = spec.abs().square().mean(dim=(0, 2)).numpy() / (window.sum().item() / 2.0) ** 2
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    cum = np.concatenate([[0.0], np.cumsum(power)])
-    half = 2.0 ** (smoothing_octaves / 2.0)
+    half = 2.0 ** (smoothing_octaves / 4.0)
     lo = np.clip(np.searchsorted(freqs, freqs / half, side="left"), 0, len(power) - 1)
     hi = np.clip(np.searchsorted(freqs, freqs * half, side="right"), lo + 1, len(power))
-    smooth = (cum[hi] - cum[lo]) / (hi - lo)
+    smooth = power
+    for _ in range(2):  # two half-width boxcars: about triangular, so no steps
+        cum = np.concatenate([[0.0], np.cumsum(smooth)])
+        smooth = (cum[hi] - cum[lo]) / (hi - lo)
     return freqs[1:], 10.0 * np.log10(smooth[1:] + _EPS)
 
 
@@ -499,7 +518,9 @@ def _plot(path: Path, dry: Tensor, wet: Tensor, sample_rate: float, summary: dic
     ax_spec.grid(True, which="both", alpha=0.3)
     ax_spec.tick_params(labelbottom=False)
 
-    diff = s_wet - s_dry
+    _, d_dry = average_spectrum(dry, sample_rate, smoothing_octaves=1.0 / 3.0)
+    _, d_wet = average_spectrum(wet, sample_rate, smoothing_octaves=1.0 / 3.0)
+    diff = d_wet - d_dry
     ax_diff.semilogx(f[band], diff[band], color="#55A868", lw=1.6)
     ax_diff.axhline(
         wet_lufs - dry_lufs,
@@ -509,6 +530,7 @@ def _plot(path: Path, dry: Tensor, wet: Tensor, sample_rate: float, summary: dic
         label=f"loudness change {wet_lufs - dry_lufs:+.1f} LU",
     )
     ax_diff.set_ylabel("after − before (dB)")
+    ax_diff.set_title("Change per frequency (1/3-octave smoothed)", fontsize="medium")
     ax_diff.set_xlabel("frequency (Hz)")
     ax_diff.set_xlim(20.0, top)
     ax_diff.legend(loc="lower left")
@@ -517,18 +539,24 @@ def _plot(path: Path, dry: Tensor, wet: Tensor, sample_rate: float, summary: dic
         FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}")
     )
 
+    lows, highs = [], []
     for name, sig, lufs in (("dry", dry, dry_lufs), ("wet", wet, wet_lufs)):
         times, m = momentary_loudness(sig, sample_rate)
+        lows.append(min(m.min(), lufs))
+        highs.append(max(m.max(), lufs))
         label = "before (dry)" if name == "dry" else "after (wet)"
         ax_time.plot(times, m, color=colors[name], lw=1.6, label=f"{label} momentary")
         ax_time.axhline(
             lufs, color=colors[name], ls="--", lw=1.2, label=f"{label} integrated {lufs:.1f} LUFS"
         )
+    # Headroom above the curves for the legend, so that it never hides them.
+    span = max(highs) - min(lows)
+    ax_time.set_ylim(min(lows) - 0.1 * span - 0.5, max(highs) + 0.55 * span + 1.0)
     ax_time.set_xlim(0.0, dry.shape[-1] / sample_rate)
     ax_time.set_xlabel("time (s)")
     ax_time.set_ylabel("loudness (LUFS)")
     ax_time.set_title("Momentary loudness (BS.1770, 400 ms window)")
-    ax_time.legend(loc="lower center", ncol=2, fontsize="small")
+    ax_time.legend(loc="upper center", ncol=2, fontsize="small")
     ax_time.grid(True, alpha=0.3)
 
     fig.suptitle(
@@ -695,6 +723,7 @@ def format_report(summary: dict[str, Any]) -> str:
     lines += ["", f"  {'measured':<26} {'before':>9} {'after':>9}"]
     rows = (
         ("integrated loudness (LUFS)", "integrated_lufs", "{:.1f}"),
+        ("momentary range (LU)", "momentary_range_lu", "{:.1f}"),
         ("sample peak (dBFS)", "sample_peak_dbfs", "{:.1f}"),
         ("crest factor (dB)", "crest_factor_db", "{:.1f}"),
         ("side/mid energy (dB)", "side_to_mid_db", "{:.1f}"),

@@ -1,0 +1,36 @@
+"""fxdsp: batched, differentiable, GPU-native audio effects for mixing-style research.
+
+Two layers: :mod:`fxdsp.functional` holds pure functions with physical-unit arguments;
+:mod:`fxdsp.modules` wraps them as ``nn.Module``s with declarative parameter specs.
+"""
+
+from fxdsp import functional
+from fxdsp._checks import check_finite
+from fxdsp.modules import (
+    Compressor,
+    Effect,
+    Gain,
+    LoudnessNormalize,
+    Panner,
+    ParametricEQ,
+    Reverb,
+    StereoImager,
+)
+from fxdsp.params import ParamSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Compressor",
+    "Effect",
+    "Gain",
+    "LoudnessNormalize",
+    "Panner",
+    "ParamSpec",
+    "ParametricEQ",
+    "Reverb",
+    "StereoImager",
+    "__version__",
+    "check_finite",
+    "functional",
+]

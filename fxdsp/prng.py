@@ -10,9 +10,11 @@ where ``mix64`` is the SplitMix64 output function and ``GAMMA`` the 64-bit golde
 nothing depends on a generator state, a whole batch of items, each with its own seed, is drawn in
 one vectorised call (no Python loop over items), item ``i`` gets the same numbers whether it is
 drawn alone or inside a batch, and the integer stream is bit-identical on every device (the hash
-only uses wrapping int64 multiplication, xor, shifts and masks). Gaussian values go through
-Box–Muller (``log``/``sqrt``/``cos``/``sin``), whose last bit may differ between CPU and CUDA
-math libraries; on one device they are bit-identical from run to run.
+only uses wrapping int64 multiplication, xor, shifts and masks). :func:`signed_uniform` (four
+16-bit uniforms per hash, the fast path used by the reverb) is therefore bit-identical on every
+device too. Gaussian values (:func:`normal_pair`) go through Box–Muller
+(``log``/``sqrt``/``cos``/``sin``), whose last bit may differ between CPU and CUDA math
+libraries; on one device they are bit-identical from run to run.
 
 Unsigned 64-bit arithmetic is emulated on signed int64: multiplication wraps modulo 2**64 in
 two's complement, and the logical right shift is an arithmetic shift followed by a mask.
@@ -25,7 +27,15 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["as_seed", "mix64", "normal_pair", "random_bits", "uniform_pair"]
+__all__ = [
+    "as_seed",
+    "mix64",
+    "normal_pair",
+    "random_bits",
+    "signed_uniform",
+    "uniform_lanes",
+    "uniform_pair",
+]
 
 _MASK64 = (1 << 64) - 1
 
@@ -46,6 +56,22 @@ def _shr(x: Tensor, shift: int) -> Tensor:
     return (x >> shift) & ((1 << (64 - shift)) - 1)
 
 
+def _mix64_(z: Tensor) -> Tensor:
+    """In-place SplitMix64 output function on an int64 tensor (returns ``z``)."""
+    t = z >> 30
+    t &= (1 << 34) - 1
+    z ^= t
+    z *= _MUL1
+    t = z >> 27
+    t &= (1 << 37) - 1
+    z ^= t
+    z *= _MUL2
+    t = z >> 31
+    t &= (1 << 33) - 1
+    z ^= t
+    return z
+
+
 def mix64(x: Tensor) -> Tensor:
     """SplitMix64 output function: a bijective avalanche hash of 64-bit integers.
 
@@ -56,15 +82,11 @@ def mix64(x: Tensor) -> Tensor:
         x: an int64 tensor of any shape.
 
     Returns:
-        An int64 tensor of the same shape (the unsigned result's bit pattern).
+        A new int64 tensor of the same shape (the unsigned result's bit pattern).
     """
     if x.dtype != torch.int64:
         raise ValueError(f"mix64 needs an int64 tensor, got {x.dtype}")
-    z = x ^ _shr(x, 30)
-    z = z * _MUL1
-    z = z ^ _shr(z, 27)
-    z = z * _MUL2
-    return z ^ _shr(z, 31)
+    return _mix64_(x.clone())
 
 
 def as_seed(
@@ -116,7 +138,8 @@ def random_bits(seed: Tensor, counter: Tensor) -> Tensor:
     """
     if seed.dtype != torch.int64 or counter.dtype != torch.int64:
         raise ValueError(f"seed and counter must be int64, got {seed.dtype} and {counter.dtype}")
-    return mix64(mix64(seed) + counter * _GAMMA)
+    # counter * GAMMA has the counter's (often small) shape; the sum is the one full-size tensor.
+    return _mix64_(mix64(seed) + counter * _GAMMA)
 
 
 def uniform_pair(bits: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
@@ -136,6 +159,41 @@ def uniform_pair(bits: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tens
     lo = _shr(bits, 8) & ((1 << 24) - 1)
     scale = 1.0 / (1 << 24)
     return (hi + 1).to(dtype) * scale, lo.to(dtype) * scale
+
+
+def uniform_lanes(bits: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Four signed uniform numbers in ``[-1, 1)`` from the four 16-bit lanes of 64 random bits.
+
+    The int64 tensor is reinterpreted as int16 (lowest 16 bits first: every CPU and GPU torch
+    runs on is little-endian) and scaled by ``2**-15``. The resolution is 2**-15, plenty for noise.
+
+    Args:
+        bits: int64 tensor from :func:`random_bits`.
+        dtype: floating dtype of the result.
+
+    Returns:
+        ``bits.shape + (4,)`` tensor of values ``k / 32768`` with ``k`` in ``[-32768, 32767]``.
+    """
+    if bits.dtype != torch.int64:
+        raise ValueError(f"bits must be int64, got {bits.dtype}")
+    lanes = bits.contiguous().unsqueeze(-1).view(torch.int16)
+    return lanes.to(dtype).mul_(1.0 / 32768.0)
+
+
+def signed_uniform(seed: Tensor, counter: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Four independent uniform values in ``[-1, 1)`` per counter (mean 0, variance 1/3).
+
+    The cheapest noise here: one hash per four numbers, no transcendental functions.
+
+    Args:
+        seed: int64 tensor broadcastable against ``counter``.
+        counter: int64 tensor of stream positions.
+        dtype: floating dtype of the result.
+
+    Returns:
+        Tensor of the broadcast shape plus a trailing axis of 4.
+    """
+    return uniform_lanes(random_bits(seed, counter), dtype)
 
 
 def normal_pair(

@@ -35,7 +35,9 @@ def music(sample_rate: int, seconds: float, seed: int = 0) -> np.ndarray:
         hstart = start + int(beat / 2 * sample_rate)
         if hstart < n:
             m = min(n - hstart, int(0.08 * sample_rate))
-            burst = np.diff(rng.standard_normal(m + 1)) * np.exp(-np.arange(m) / (0.015 * sample_rate))
+            burst = np.diff(rng.standard_normal(m + 1)) * np.exp(
+                -np.arange(m) / (0.015 * sample_rate)
+            )
             out[0, hstart : hstart + m] += 0.12 * burst
             out[1, hstart : hstart + m] += 0.08 * burst
     # bass line and pad

@@ -23,7 +23,12 @@ def reference_ranges(batch: int, gen: torch.Generator) -> tuple[torch.Tensor, ..
 
     gain = torch.stack([u(-15, 15) for _ in range(5)], 1)
     freq = torch.stack([u(30, 200), u(200, 1000), u(1000, 3000), u(3000, 8000), u(5000, 10000)], 1)
-    q = torch.stack([torch.full((batch,), 0.707, dtype=torch.float64)] + [u(0.1, 2) for _ in range(3)] + [torch.full((batch,), 0.707, dtype=torch.float64)], 1)
+    q = torch.stack(
+        [torch.full((batch,), 0.707, dtype=torch.float64)]
+        + [u(0.1, 2) for _ in range(3)]
+        + [torch.full((batch,), 0.707, dtype=torch.float64)],
+        1,
+    )
     return gain, freq, q
 
 
@@ -40,11 +45,19 @@ def scipy_sos(gain, freq, q, sr=SR, kinds=DEFAULT_BAND_TYPES) -> np.ndarray:
             a = [1 + al / A, -2 * c, 1 - al / A]
         elif kind == "low_shelf":
             r = 2 * math.sqrt(A) * al
-            b = [A * ((A + 1) - (A - 1) * c + r), 2 * A * ((A - 1) - (A + 1) * c), A * ((A + 1) - (A - 1) * c - r)]
+            b = [
+                A * ((A + 1) - (A - 1) * c + r),
+                2 * A * ((A - 1) - (A + 1) * c),
+                A * ((A + 1) - (A - 1) * c - r),
+            ]
             a = [(A + 1) + (A - 1) * c + r, -2 * ((A - 1) + (A + 1) * c), (A + 1) + (A - 1) * c - r]
         elif kind == "high_shelf":
             r = 2 * math.sqrt(A) * al
-            b = [A * ((A + 1) + (A - 1) * c + r), -2 * A * ((A - 1) + (A + 1) * c), A * ((A + 1) + (A - 1) * c - r)]
+            b = [
+                A * ((A + 1) + (A - 1) * c + r),
+                -2 * A * ((A - 1) + (A + 1) * c),
+                A * ((A + 1) + (A - 1) * c - r),
+            ]
             a = [(A + 1) - (A - 1) * c + r, 2 * ((A - 1) - (A + 1) * c), (A + 1) - (A - 1) * c - r]
         else:
             raise AssertionError(kind)
@@ -81,7 +94,9 @@ def test_eq_frequency_response_closed_form() -> None:
     t = torch.arange(SR, dtype=torch.float64) / SR
     x = torch.sin(2 * math.pi * 1000.0 * t).reshape(1, 1, -1)
     y = biquad(x, SR, "peak", 9.0, 1000.0, 1.0)
-    gain = 20 * math.log10(float(y[..., SR // 2 :].abs().max()) / float(x[..., SR // 2 :].abs().max()))
+    gain = 20 * math.log10(
+        float(y[..., SR // 2 :].abs().max()) / float(x[..., SR // 2 :].abs().max())
+    )
     assert abs(gain - 9.0) < 0.01
     # A low shelf of −12 dB attenuates 20 Hz by about 12 dB and leaves 10 kHz alone.
     for f, expect in ((20.0, -12.0), (10000.0, 0.0)):
@@ -91,13 +106,23 @@ def test_eq_frequency_response_closed_form() -> None:
         assert abs(got - expect) < 0.3
 
 
-@pytest.mark.parametrize("kind", ["peak", "low_shelf", "high_shelf", "lowpass", "highpass", "bandpass", "notch"])
+@pytest.mark.parametrize(
+    "kind", ["peak", "low_shelf", "high_shelf", "lowpass", "highpass", "bandpass", "notch"]
+)
 def test_rbj_biquad_response_matches_freqz(kind: str) -> None:
     b, a = rbj_biquad(kind, 6.0, 2000.0, 0.9, 48000)
     assert b.dtype == torch.float64 and float(a[0]) == 1.0
     w, h = ss.freqz(b.numpy(), a.numpy(), worN=[2000.0], fs=48000)
     mag_db = 20 * np.log10(np.abs(h[0]) + 1e-300)
-    expected = {"peak": 6.0, "low_shelf": 3.0, "high_shelf": 3.0, "lowpass": 20 * math.log10(0.9), "highpass": 20 * math.log10(0.9), "bandpass": 0.0, "notch": -math.inf}[kind]
+    expected = {
+        "peak": 6.0,
+        "low_shelf": 3.0,
+        "high_shelf": 3.0,
+        "lowpass": 20 * math.log10(0.9),
+        "highpass": 20 * math.log10(0.9),
+        "bandpass": 0.0,
+        "notch": -math.inf,
+    }[kind]
     if math.isinf(expected):
         assert mag_db < -100
     else:
@@ -123,7 +148,12 @@ def test_scan_path_matches_kernel() -> None:
     gen = torch.Generator().manual_seed(3)
     gain, freq, q = reference_ranges(3, gen)
     x = torch.randn(3, 2, 5000, generator=gen, dtype=torch.float64)
-    sos = torch.stack([torch.tensor(scipy_sos(gain[i].tolist(), freq[i].tolist(), q[i].tolist())) for i in range(3)])
+    sos = torch.stack(
+        [
+            torch.tensor(scipy_sos(gain[i].tolist(), freq[i].tolist(), q[i].tolist()))
+            for i in range(3)
+        ]
+    )
     b = sos[..., :3].repeat_interleave(2, 0)
     a = sos[..., 4:].repeat_interleave(2, 0)
     for chunk in (8, 64, 128):
@@ -152,13 +182,24 @@ def test_gradcheck_eq() -> None:
     gain, freq, q = reference_ranges(2, gen)
     x = torch.randn(2, 2, 64, generator=gen, dtype=torch.float64, requires_grad=True)
     params = [p.clone().requires_grad_(True) for p in (gain, freq, q)]
-    assert torch.autograd.gradcheck(lambda x, g, f, qq: parametric_eq(x, SR, g, f, qq), (x, *params))
+    assert torch.autograd.gradcheck(
+        lambda x, g, f, qq: parametric_eq(x, SR, g, f, qq), (x, *params)
+    )
 
 
 def test_gradcheck_sosfilt_kernel() -> None:
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(2, 3, 50, generator=gen, dtype=torch.float64, requires_grad=True)
-    sos = torch.stack([torch.tensor(np.concatenate([ss.butter(2, 0.1, output="sos"), ss.butter(2, 0.3, "high", output="sos")])) for _ in range(2)])
+    sos = torch.stack(
+        [
+            torch.tensor(
+                np.concatenate(
+                    [ss.butter(2, 0.1, output="sos"), ss.butter(2, 0.3, "high", output="sos")]
+                )
+            )
+            for _ in range(2)
+        ]
+    )
     sos[1, :, :3] *= 0.5
     sos.requires_grad_(True)
     assert torch.autograd.gradcheck(sosfilt, (x, sos))
@@ -169,8 +210,12 @@ def test_finite_gradients_at_range_edges(dtype: torch.dtype) -> None:
     x = torch.randn(4, 2, 2000, dtype=dtype)
     x[3] = 0.0  # silence
     gain = torch.tensor([[-15.0] * 5, [15.0] * 5, [0.0] * 5, [15.0] * 5], requires_grad=True)
-    freq = torch.tensor([[30.0, 200, 1000, 3000, 5000], [200.0, 1000, 3000, 8000, 10000]] * 2, requires_grad=True)
-    q = torch.tensor([[0.707, 0.1, 0.1, 0.1, 0.707], [0.707, 2.0, 2.0, 2.0, 0.707]] * 2, requires_grad=True)
+    freq = torch.tensor(
+        [[30.0, 200, 1000, 3000, 5000], [200.0, 1000, 3000, 8000, 10000]] * 2, requires_grad=True
+    )
+    q = torch.tensor(
+        [[0.707, 0.1, 0.1, 0.1, 0.707], [0.707, 2.0, 2.0, 2.0, 0.707]] * 2, requires_grad=True
+    )
     xr = x.clone().requires_grad_(True)
     y = parametric_eq(xr, SR, gain, freq, q)
     y.square().mean().backward()

@@ -21,7 +21,14 @@ from fxdsp.functional.loudness import (
 # BS.1770-4 Table 1 and 2: the published 48 kHz K-weighting coefficients.
 BS1770_48K = np.array(
     [
-        [1.53512485958697, -2.69169618940638, 1.19839281085285, 1.0, -1.69065929318241, 0.73248077421585],
+        [
+            1.53512485958697,
+            -2.69169618940638,
+            1.19839281085285,
+            1.0,
+            -1.69065929318241,
+            0.73248077421585,
+        ],
         [1.0, -2.0, 1.0, 1.0, -1.99004745483398, 0.99007225036621],
     ]
 )
@@ -34,7 +41,11 @@ def test_k_weighting_reproduces_the_standard_at_48k() -> None:
 @pytest.mark.parametrize("sr", [44100, 48000])
 @pytest.mark.parametrize("kind", ["music", "noise", "quiet_music"])
 def test_loudness_matches_pyloudnorm(sr: int, kind: str) -> None:
-    x = {"music": music(sr, 8.0), "noise": noise(sr, 5.0), "quiet_music": 0.01 * music(sr, 8.0, seed=3)}[kind]
+    x = {
+        "music": music(sr, 8.0),
+        "noise": noise(sr, 5.0),
+        "quiet_music": 0.01 * music(sr, 8.0, seed=3),
+    }[kind]
     ours = float(loudness(torch.tensor(x)[None], sr))
     # pyloudnorm's default filters approximate K-weighting; its "DeMan" filters are exact.
     assert abs(ours - pyln.Meter(sr).integrated_loudness(x.T)) < 0.1
@@ -57,7 +68,10 @@ def test_gating_per_item_in_a_batch() -> None:
     # Halving the amplitude lowers loudness by 6.02 LU exactly.
     assert abs(float(got[0] - got[2]) - 20 * math.log10(2)) < 1e-6
     # Mono is supported (one channel, weight 1).
-    assert abs(float(loudness(torch.tensor(mono)[None], sr)) - meter.integrated_loudness(mono[0])) < 0.1
+    assert (
+        abs(float(loudness(torch.tensor(mono)[None], sr)) - meter.integrated_loudness(mono[0]))
+        < 0.1
+    )
 
 
 def test_silence_is_minus_inf_never_nan() -> None:
@@ -95,7 +109,9 @@ def test_loudness_gradient_matches_closed_form() -> None:
 def test_rms_normalize_to() -> None:
     gen = torch.Generator().manual_seed(0)
     y = torch.randn(3, 2, 1000, generator=gen, dtype=torch.float64)
-    ref = torch.randn(3, 2, 1000, generator=gen, dtype=torch.float64) * torch.tensor([0.1, 1.0, 3.0]).reshape(3, 1, 1)
+    ref = torch.randn(3, 2, 1000, generator=gen, dtype=torch.float64) * torch.tensor(
+        [0.1, 1.0, 3.0]
+    ).reshape(3, 1, 1)
     y[2] = 0.0
     out = rms_normalize_to(y, ref)
     rms = lambda t: t.square().mean(dim=(1, 2)).sqrt()  # noqa: E731

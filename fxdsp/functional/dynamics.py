@@ -101,16 +101,19 @@ def compressor(
     alpha_attack = _pole(_time_param(attack_ms, work, "attack_ms"), fs)
     alpha_release = _pole(_time_param(release_ms, work, "release_ms"), fs)
 
-    # Gain computer, (batch, samples): level above the knee's lower and upper edges.
-    level = 20.0 * torch.log10(work.abs().amax(dim=1).clamp_min(_LEVEL_FLOOR))
-    half_knee = 0.5 * knee
-    in_knee = (level - (threshold - half_knee)).clamp_min(0.0).minimum(knee)
-    above_knee = (level - (threshold + half_knee)).clamp_min(0.0)
+    # Gain computer on (batch, samples), levels in units of 20 dB (l = L / 20) to save a
+    # full-size multiply: c = slope (u^2 / (2W) + r) with u = 20 clip(l - (T - W/2)/20, 0, W/20)
+    # and r = 20 max(l - (T + W/2)/20, 0).
+    level = torch.log10(work.abs().amax(dim=1).clamp_min(_LEVEL_FLOOR))
+    knee_lo = (threshold - 0.5 * knee) / 20.0
+    knee_hi = (threshold + 0.5 * knee) / 20.0
+    in_knee = (level - knee_lo).clamp(min=torch.zeros_like(knee), max=knee / 20.0)
+    above_knee = (level - knee_hi).clamp_min(0.0)
     slope = ratio_t.clamp_min(1.0).reciprocal() - 1.0
-    knee_coef = slope / (2.0 * knee).clamp_min(_KNEE_EPS)
-    static_gain = torch.addcmul(above_knee * slope, in_knee.square(), knee_coef)
+    knee_coef = slope * (200.0 / knee.clamp_min(_KNEE_EPS))  # slope * 20^2 / (2 W)
+    static_gain = torch.addcmul(above_knee * (20.0 * slope), in_knee.square(), knee_coef)
 
     gain_db = smooth_gain(static_gain, alpha_attack, alpha_release)
-    gain = torch.exp((gain_db + makeup) * _DB_TO_NEPER)
+    gain = torch.exp(torch.add(makeup * _DB_TO_NEPER, gain_db, alpha=_DB_TO_NEPER))
     y = work * gain.unsqueeze(1)
     return y if y.dtype == x.dtype else y.to(x.dtype)

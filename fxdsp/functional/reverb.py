@@ -15,7 +15,8 @@ so the lowest band (< 125 Hz) decays in ``rt60_s`` and the highest (> 8 kHz) in
 
 Computation (GPU-native, no loop over items or samples): the noise is drawn directly as
 short-time spectra (frames of ~23 ms, 50 % overlap, sine analysis/synthesis window whose squares
-sum to 1) from a counter-based hash PRNG (:mod:`fxdsp.prng`), one seed per item. Each frame's
+sum to 1) from a counter-based hash PRNG (:mod:`fxdsp.prng`, bit-identical on every device),
+one seed per item. Each frame's
 spectrum is multiplied by ``Σ_b mask_b(f) · exp(−ln(1000) · t_frame / rt60_b)`` and the frames
 are inverse-FFT'd and overlap-added. This equals splitting the noise into bands, decaying each
 band and summing, except that the decay is evaluated at frame centres and cross-faded by the
@@ -31,7 +32,7 @@ import torch
 from torch import Tensor
 
 from fxdsp._checks import ParamLike, as_param, check_audio, check_finite, check_sample_rate
-from fxdsp.prng import as_seed, normal_pair
+from fxdsp.prng import as_seed, signed_uniform
 
 __all__ = [
     "BAND_CROSSOVERS_HZ",
@@ -186,12 +187,17 @@ def _decaying_noise(
     blocks = -(-samples // hop)
     n_frames = blocks + 1  # frame k covers [(k - 1) hop, (k + 1) hop), centred on k·hop
 
-    # Noise: one complex Gaussian per (item, channel, frame, bin), counter = c·2^52 + k·2^20 + f.
+    # Noise spectra: iid uniform real and imaginary parts in [-1, 1), four per hash of
+    # (seed, counter = channel·2^52 + frame·2^20 + j), i.e. two bins per counter j. The inverse
+    # FFT of n_fft/2 + 1 such bins is Gaussian noise (central limit theorem).
+    n_pairs = (n_bins + 1) // 2
     chan = torch.arange(2, device=device, dtype=torch.int64) << 52
     frame = torch.arange(n_frames, device=device, dtype=torch.int64) << 20
-    fbin = torch.arange(n_bins, device=device, dtype=torch.int64)
-    counter = chan[:, None, None] + frame[None, :, None] + fbin[None, None, :]
-    re, im = normal_pair(seeds[:, None, None, None], counter[None], dtype)
+    pair = torch.arange(n_pairs, device=device, dtype=torch.int64)
+    counter = chan[:, None, None] + frame[None, :, None] + pair[None, None, :]
+    lanes = signed_uniform(seeds[:, None, None, None], counter[None], dtype)
+    noise = torch.view_as_complex(lanes.reshape(batch, 2, n_frames, 2 * n_pairs, 2))
+    noise = noise[..., :n_bins]
 
     # Gains: Σ_b mask_b(f) · exp(−ln(1000) · t_k / rt60_b), (batch, frames, bins).
     masks = _band_masks(sample_rate, n_fft, device, dtype)
@@ -202,7 +208,7 @@ def _decaying_noise(
     decay = torch.exp(-(_LN_1000 / rt60_band)[:, :, None] * t_frame[None, None, :])
     gains = torch.einsum("bnk,nf->bkf", decay, masks)[:, None]  # (batch, 1, frames, bins)
 
-    spec = torch.complex(re * gains, im * gains)
+    spec = noise * gains
     frames = torch.fft.irfft(spec, n=n_fft, norm="ortho")  # (batch, 2, frames, n_fft)
     window = torch.sin((torch.arange(n_fft, device=device, dtype=dtype) + 0.5) * (math.pi / n_fft))
     frames = frames * window
