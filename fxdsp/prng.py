@@ -115,7 +115,9 @@ def as_seed(
         if t.ndim == 0:
             t = t.reshape(1) if batch is None else t.reshape(1).expand(batch)
         elif t.ndim != 1:
-            raise ValueError(f"seed must be an int or a (batch,) tensor, got shape {tuple(t.shape)}")
+            raise ValueError(
+                f"seed must be an int or a (batch,) tensor, got shape {tuple(t.shape)}"
+            )
         elif batch is not None and t.shape[0] != batch:
             if t.shape[0] != 1:
                 raise ValueError(f"seed has {t.shape[0]} values but the batch has {batch} items")

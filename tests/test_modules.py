@@ -27,9 +27,14 @@ def test_param_spec_mapping_lin_and_log() -> None:
     lin = ParamSpec("gain_db", -12.0, 12.0, 0.0, "dB")
     log = ParamSpec("freq_hz", 20.0, 20000.0, 1000.0, "Hz", "log")
     u = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
-    torch.testing.assert_close(lin.to_physical(u), torch.tensor([-12.0, 0.0, 12.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        lin.to_physical(u), torch.tensor([-12.0, 0.0, 12.0], dtype=torch.float64)
+    )
     # log: the midpoint is the geometric mean
-    torch.testing.assert_close(log.to_physical(u), torch.tensor([20.0, math.sqrt(20 * 20000), 20000.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        log.to_physical(u),
+        torch.tensor([20.0, math.sqrt(20 * 20000), 20000.0], dtype=torch.float64),
+    )
     v = torch.tensor([37.0, 440.0, 15000.0], dtype=torch.float64)
     torch.testing.assert_close(log.to_physical(log.to_normalized(v)), v)
     with pytest.raises(ValueError, match="log scale"):
@@ -69,16 +74,24 @@ def test_out_of_range_raises_naming_parameter_value_and_range(cls: type[fxdsp.Ef
 def test_modules_equal_functional_calls() -> None:
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(2, 2, SR // 2, generator=gen)
-    comp = fxdsp.Compressor(threshold_db=-30.0, ratio=6.0, attack_ms=5.0, release_ms=80.0, knee_db=3.0, makeup_db=2.0)
+    comp = fxdsp.Compressor(
+        threshold_db=-30.0, ratio=6.0, attack_ms=5.0, release_ms=80.0, knee_db=3.0, makeup_db=2.0
+    )
     ref = F.compressor(x, SR, -30.0, 6.0, 5.0, 80.0, knee_db=3.0, makeup_db=2.0)
     torch.testing.assert_close(comp(x), ref)
-    eq = fxdsp.ParametricEQ(gain_db=[3, -4, 2, 5, -6], freq_hz=[80, 400, 1500, 6000, 9000], q=[0.7, 1, 2, 0.5, 0.7])
-    ref = F.parametric_eq(x, SR, [3, -4, 2, 5, -6], [80, 400, 1500, 6000, 9000], [0.7, 1, 2, 0.5, 0.7])
+    eq = fxdsp.ParametricEQ(
+        gain_db=[3, -4, 2, 5, -6], freq_hz=[80, 400, 1500, 6000, 9000], q=[0.7, 1, 2, 0.5, 0.7]
+    )
+    ref = F.parametric_eq(
+        x, SR, [3, -4, 2, 5, -6], [80, 400, 1500, 6000, 9000], [0.7, 1, 2, 0.5, 0.7]
+    )
     torch.testing.assert_close(eq(x), ref)
     rv = fxdsp.Reverb(rt60_s=0.5, predelay_ms=5.0, damping=0.2, mix=0.3, seed=7)
     torch.testing.assert_close(rv(x), F.reverb(x, SR, 0.5, 5.0, 0.2, 0.3, 7))
     torch.testing.assert_close(fxdsp.Gain(-6.0, invert_polarity=True)(x), -x * 10 ** (-6 / 20))
-    torch.testing.assert_close(fxdsp.Panner(0.5, law="linear")(x[:, :1]), F.pan(x[:, :1], 0.5, "linear"))
+    torch.testing.assert_close(
+        fxdsp.Panner(0.5, law="linear")(x[:, :1]), F.pan(x[:, :1], 0.5, "linear")
+    )
     torch.testing.assert_close(fxdsp.StereoImager(0.3)(x), F.stereo_imager(x, 0.3))
 
 
@@ -99,7 +112,14 @@ def test_forward_normalized_and_gradients_reach_parameters() -> None:
 
 
 def test_chain_runs_and_eq_rejects_frequency_above_nyquist() -> None:
-    chain = torch.nn.Sequential(fxdsp.ParametricEQ(), fxdsp.Compressor(), fxdsp.StereoImager(1.5), fxdsp.Reverb(), fxdsp.Gain(-3.0), fxdsp.LoudnessNormalize(-20.0))
+    chain = torch.nn.Sequential(
+        fxdsp.ParametricEQ(),
+        fxdsp.Compressor(),
+        fxdsp.StereoImager(1.5),
+        fxdsp.Reverb(),
+        fxdsp.Gain(-3.0),
+        fxdsp.LoudnessNormalize(-20.0),
+    )
     x = torch.randn(2, 2, SR)
     y = chain(x)
     assert y.shape == x.shape and torch.isfinite(y).all()

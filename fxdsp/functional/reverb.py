@@ -196,8 +196,7 @@ def _decaying_noise(
     pair = torch.arange(n_pairs, device=device, dtype=torch.int64)
     counter = chan[:, None, None] + frame[None, :, None] + pair[None, None, :]
     lanes = signed_uniform(seeds[:, None, None, None], counter[None], dtype)
-    noise = torch.view_as_complex(lanes.reshape(batch, 2, n_frames, 2 * n_pairs, 2))
-    noise = noise[..., :n_bins]
+    lanes = lanes.reshape(batch, 2, n_frames, 2 * n_pairs, 2)[:, :, :, :n_bins]
 
     # Gains: Σ_b mask_b(f) · exp(−ln(1000) · t_k / rt60_b), (batch, frames, bins).
     masks = _band_masks(sample_rate, n_fft, device, dtype)
@@ -206,12 +205,13 @@ def _decaying_noise(
     rt60_band = rt60[:, None] * DAMPING_MIN_RATIO ** (damping[:, None] * position[None, :])
     t_frame = torch.arange(n_frames, device=device, dtype=dtype) * (hop / sample_rate)
     decay = torch.exp(-(_LN_1000 / rt60_band)[:, :, None] * t_frame[None, None, :])
-    gains = torch.einsum("bnk,nf->bkf", decay, masks)[:, None]  # (batch, 1, frames, bins)
+    gains = torch.einsum("bnk,nf->bkf", decay, masks)  # (batch, frames, bins)
 
-    spec = noise * gains
+    # real x real product on the (re, im) pairs is cheaper than a complex x real one
+    spec = torch.view_as_complex(lanes * gains[:, None, :, :, None])
     frames = torch.fft.irfft(spec, n=n_fft, norm="ortho")  # (batch, 2, frames, n_fft)
     window = torch.sin((torch.arange(n_fft, device=device, dtype=dtype) + 0.5) * (math.pi / n_fft))
-    frames = frames * window
+    frames = frames.mul_(window)  # irfft's backward does not need its output: in place is safe
     # block m = second half of frame m + first half of frame m + 1
     out = frames[:, :, :-1, hop:] + frames[:, :, 1:, :hop]
     return out.reshape(batch, 2, blocks * hop)[..., :samples]
@@ -325,17 +325,17 @@ def reverb_impulse_response(
 
     tail = _decaying_noise(sr, rt60, damp, seeds, taps)  # (batch, 2, taps)
 
+    # Predelay d = n + f samples: h[t] = (1 - f)·tail[t - n] + f·tail[t - n - 1], zero before.
     delay = pre * (sr / 1000.0)
     whole = torch.floor(delay.detach())
     frac = (delay - whole)[:, None, None]
-    index = torch.arange(taps, device=device)[None, :] - whole.to(torch.int64)[:, None]
-
-    def shifted(idx: Tensor) -> Tensor:
-        valid = (idx >= 0)[:, None, :]
-        taken = tail.gather(-1, idx.clamp(0, taps - 1)[:, None, :].expand(batch, 2, taps))
-        return torch.where(valid, taken, torch.zeros_like(taken))
-
-    ir = (1.0 - frac) * shifted(index) + frac * shifted(index - 1)
+    shift = whole.to(torch.int64)
+    pad = int(shift.max()) + 1
+    padded = torch.nn.functional.pad(tail, (pad, 0))  # (batch, 2, pad + taps)
+    # taken[..., j] = tail[j - 1 - n] for j in [0, taps]
+    index = torch.arange(taps + 1, device=device)[None, :] + (pad - 1 - shift)[:, None]
+    taken = padded.gather(-1, index[:, None, :].expand(batch, 2, taps + 1))
+    ir = torch.lerp(taken[..., 1:], taken[..., :-1], frac)
     energy = ir.square().sum(dim=-1, keepdim=True)
     return ir * torch.rsqrt(energy + _ENERGY_EPS)
 
@@ -391,11 +391,17 @@ def reverb(
     )
     damp = as_param(damping, x, "damping", low=DAMPING_RANGE[0], high=DAMPING_RANGE[1])
     ir = reverb_impulse_response(
-        sr, rt60, pre, damp, seed, batch_size=x.shape[0], length=ir_length, device=x.device,
+        sr,
+        rt60,
+        pre,
+        damp,
+        seed,
+        batch_size=x.shape[0],
+        length=ir_length,
+        device=x.device,
         dtype=x.dtype,
     )
     if x.shape[1] == 1:
         ir = ir[:, :1]
     wet = _fft_convolve(x, ir)
-    m = wet_fraction[:, None, None]
-    return (1.0 - m) * x + m * wet
+    return torch.lerp(x, wet, wet_fraction[:, None, None])  # (1 − mix)·x + mix·wet
