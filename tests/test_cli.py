@@ -120,7 +120,7 @@ def test_missing_optional_package_names_the_extra(
 
 def test_library_import_does_not_pull_optional_packages() -> None:
     code = (
-        "import sys, torch; before = set(sys.modules); import fxdsp, fxdsp.cli; "
+        "import sys, numba, torch; before = set(sys.modules); import fxdsp, fxdsp.cli; "
         "extras = ('matplotlib', 'soundfile', 'tqdm', 'scipy', 'pyloudnorm', 'tensorboard', "
         "'yaml'); "
         "print(sorted({m.split('.')[0] for m in set(sys.modules) - before} & set(extras)))"
@@ -129,7 +129,7 @@ def test_library_import_does_not_pull_optional_packages() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     # Plotting, audio I/O, progress bars and dev tools are extras: only a subcommand may import
-    # them (torch itself may bring some along; only what fxdsp adds counts).
+    # them (torch and numba, core dependencies, may bring some along: only what fxdsp adds counts).
     assert proc.stdout.strip() == "[]", proc.stdout
 
 

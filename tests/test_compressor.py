@@ -121,7 +121,7 @@ def test_matches_reference_loop(fs: float, dtype: torch.dtype, tol: float) -> No
         peak = np.abs(y_ref).max()
         err = np.abs(y[b].double().numpy() - y_ref).max()
         assert err <= tol * peak, f"set {params}: max error {err:.3g} vs peak {peak:.3g}"
-        assert g_ref.min() < -1.0, "test signal must actually be compressed"
+        assert g_ref.min() < -0.5, "test signal must actually be compressed"
 
 
 def test_matches_reference_loop_scalar_params_float64_tight() -> None:
@@ -183,7 +183,7 @@ def test_constant_level_attack_reaches_static_curve(
 def test_release_follows_one_pole(dtype: torch.dtype) -> None:
     """A loud block then a level below threshold: g decays as g0 alpha_R^k (long release)."""
     fs, attack_ms, release_ms = 44100.0, 1.0, 2000.0
-    loud, quiet = 441, 44100
+    loud, quiet = 441, 90000
     x = torch.cat([_alternating(-6.0, loud), _alternating(-60.0, quiet)], dim=-1).to(dtype)
     y = compressor(x, fs, -30.0, 4.0, attack_ms, release_ms)
     g = _gain_db(y, x)
@@ -228,7 +228,8 @@ def test_ratio_one_is_identity() -> None:
 def test_stereo_linking_same_gain_driven_by_louder_channel() -> None:
     fs = 8000.0
     x_np = music_like(1, 1600, fs, seed=11)
-    x_np[:, 1] *= 0.1  # right is much quieter
+    # right is quieter than left at every sample
+    x_np[:, 1] = 0.5 * x_np[:, 0] * np.random.default_rng(12).uniform(-1.0, 1.0, 1600)
     x = torch.from_numpy(x_np)
     kw = {"threshold_db": -25.0, "ratio": 6.0, "attack_ms": 2.0, "release_ms": 60.0}
     y = compressor(x, fs, knee_db=4.0, **kw)
@@ -263,7 +264,7 @@ def test_stereo_linking_same_gain_driven_by_louder_channel() -> None:
 # --------------------------------------------------------------------------------------------
 def test_gradcheck_all_inputs() -> None:
     fs = 8000.0
-    x = torch.from_numpy(music_like(2, 240, fs, seed=21)).requires_grad_(True)
+    x = torch.from_numpy(music_like(2, 160, fs, seed=21)).requires_grad_(True)
 
     def p(*v: float) -> torch.Tensor:
         return torch.tensor(v, dtype=torch.float64, requires_grad=True)
@@ -282,7 +283,7 @@ def test_gradcheck_all_inputs() -> None:
 def test_gradcheck_smoothing_kernel() -> None:
     gen = torch.Generator().manual_seed(0)
     c = -10.0 * torch.rand(3, 150, generator=gen, dtype=torch.float64)
-    c[:, ::7] = 0.0  # release steps back to 0 dB
+    c[:, 3::7] = 0.0  # release steps back to 0 dB (c[0] < 0: no exact switch at g[-1] = 0)
     c.requires_grad_(True)
     alpha_a = torch.tensor([0.5, 0.8, 0.95], dtype=torch.float64, requires_grad=True)
     alpha_r = torch.tensor([0.9, 0.97, 0.999], dtype=torch.float64, requires_grad=True)

@@ -258,3 +258,20 @@ def test_eq_cuda_matches_cpu() -> None:
     y_gpu = parametric_eq(x.cuda(), SR, gain.cuda(), freq.cuda(), q.cuda())
     assert y_gpu.device.type == "cuda"
     assert error_db(y_gpu.cpu().double().numpy(), y_cpu.double().numpy()) < -60
+
+
+def test_functional_sosfilt_checks_its_input() -> None:
+    from fxdsp.functional import sosfilt as checked
+
+    sos = torch.tensor(ss.butter(4, 0.2, output="sos"))
+    x = torch.randn(2, 2, 300, dtype=torch.float64)
+    ref = ss.sosfilt(sos.numpy(), x.numpy(), axis=-1)
+    np.testing.assert_allclose(checked(x, sos).numpy(), ref, atol=1e-12)
+    with pytest.raises(ValueError, match="sos must be"):
+        checked(x, sos[:, :5])
+    bad = sos.clone()
+    bad[0, 3] = 0.0
+    with pytest.raises(ValueError, match="a0"):
+        checked(x, bad)
+    with pytest.raises(ValueError, match="batch"):
+        checked(x, sos.unsqueeze(0).expand(3, -1, -1))

@@ -154,3 +154,18 @@ def test_k_weighting_response_other_rates() -> None:
 def test_loudness_cuda_matches_cpu() -> None:
     x = torch.tensor(music(44100, 3.0), dtype=torch.float32)[None]
     assert abs(float(loudness(x.cuda(), 44100).cpu()) - float(loudness(x, 44100))) < 1e-3
+
+
+def test_gradcheck_normalize_loudness() -> None:
+    """float64 gradcheck w.r.t. the target and a gain on a short (0.5 s at 8 kHz) signal."""
+    sr = 8000
+    x = torch.tensor(music(sr, 0.5))[None]
+    target = torch.tensor([-20.0], dtype=torch.float64, requires_grad=True)
+    g = torch.tensor([0.7], dtype=torch.float64, requires_grad=True)
+
+    def fn(target: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return normalize_loudness(x * g.reshape(-1, 1, 1), sr, target)[..., ::50]
+
+    assert torch.autograd.gradcheck(fn, (target, g))
+    xs = (torch.tensor(music(sr, 0.45))[None, :, ::1])[..., :3600].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: loudness(t, sr), (xs,), eps=1e-6, atol=1e-5, fast_mode=True)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from fxdsp._checks import ParamLike, as_band_param, check_audio, check_sample_rate
-from fxdsp.kernels.iir import sosfilt
+from fxdsp.kernels import iir
 
 __all__ = [
     "BAND_TYPES",
@@ -29,6 +29,32 @@ __all__ = [
 
 BAND_TYPES = ("peak", "low_shelf", "high_shelf", "lowpass", "highpass", "bandpass", "notch")
 DEFAULT_BAND_TYPES = ("low_shelf", "peak", "peak", "peak", "high_shelf")
+
+
+def sosfilt(x: Tensor, sos: Tensor) -> Tensor:
+    """Filter audio with a cascade of second-order sections, per item (exact IIR recursion).
+
+    ``y[n] = b0 s[n] + b1 s[n-1] + b2 s[n-2] - a1 y[n-1] - a2 y[n-2]`` per section (divided by
+    ``a0``), zero initial state: the same as ``scipy.signal.sosfilt``, computed in float64.
+
+    Args:
+        x: audio ``(batch, channels, samples)``.
+        sos: ``(batch, sections, 6)`` or ``(sections, 6)`` rows ``[b0, b1, b2, a0, a1, a2]``.
+
+    Returns:
+        Filtered audio, same shape, dtype and device; differentiable w.r.t. ``x`` and ``sos``.
+    """
+    check_audio(x)
+    if not isinstance(sos, Tensor) or sos.ndim not in (2, 3) or sos.shape[-1] != 6:
+        shape = tuple(sos.shape) if isinstance(sos, Tensor) else type(sos).__name__
+        raise ValueError(f"sos must be a (batch, sections, 6) or (sections, 6) tensor, got {shape}")
+    if sos.device != x.device:
+        raise ValueError(f"sos is on {sos.device} but the audio is on {x.device}")
+    if sos.device.type == "cpu":
+        a0 = sos[..., 3].detach()
+        if not bool(torch.isfinite(sos.detach()).all()) or bool((a0 == 0).any()):
+            raise ValueError("sos must be finite with a0 != 0 in every section")
+    return iir.sosfilt(x, sos)
 
 
 def _as_f64(value: ParamLike, like: Tensor | None) -> Tensor:
@@ -214,4 +240,4 @@ def parametric_eq(
     order = [k for idx, _ in sections for k in idx]
     sos = torch.cat([s for _, s in sections], dim=1)
     sos = sos[:, torch.tensor(order, device=sos.device).argsort()]
-    return sosfilt(x, sos)
+    return iir.sosfilt(x, sos)

@@ -169,6 +169,14 @@ def backward_cpu(
         )
 
 
+# ``numba.cuda`` and the CUDA device functions, bound by :func:`cuda_kernels` on first use. They
+# are module globals (not closure variables) so that Numba's CUDA simulator can swap in its
+# per-thread fake ``cuda`` module when the kernels run under ``NUMBA_ENABLE_CUDASIM=1``.
+cuda: Any = None
+_forward_row_cuda: Any = None
+_backward_row_cuda: Any = None
+
+
 @functools.cache
 def cuda_kernels() -> tuple[Any, Any]:
     """Compile (once) and return the CUDA ``(forward, backward)`` kernels.
@@ -180,18 +188,18 @@ def cuda_kernels() -> tuple[Any, Any]:
     Returns:
         The forward and backward ``numba.cuda`` kernels.
     """
-    from numba import cuda
+    global cuda, _forward_row_cuda, _backward_row_cuda
+    from numba import cuda as numba_cuda
 
-    forward_row = cuda.jit(device=True)(_forward_row)
-    backward_row = cuda.jit(device=True)(_backward_row)
+    cuda = numba_cuda
+    _forward_row_cuda = numba_cuda.jit(device=True)(_forward_row)
+    _backward_row_cuda = numba_cuda.jit(device=True)(_backward_row)
 
-    @cuda.jit
     def forward_kernel(c: Array, alpha_a: Array, alpha_r: Array, g: Array, mask: Array) -> None:
         b = cuda.grid(1)
         if b < c.shape[0]:
-            forward_row(c, alpha_a, alpha_r, g, mask, b)
+            _forward_row_cuda(c, alpha_a, alpha_r, g, mask, b)
 
-    @cuda.jit
     def backward_kernel(
         grad_g: Array,
         g: Array,
@@ -205,9 +213,9 @@ def cuda_kernels() -> tuple[Any, Any]:
     ) -> None:
         b = cuda.grid(1)
         if b < c.shape[0]:
-            backward_row(grad_g, g, c, mask, alpha_a, alpha_r, grad_c, grad_aa, grad_ar, b)
+            _backward_row_cuda(grad_g, g, c, mask, alpha_a, alpha_r, grad_c, grad_aa, grad_ar, b)
 
-    return forward_kernel, backward_kernel
+    return numba_cuda.jit(forward_kernel), numba_cuda.jit(backward_kernel)
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,8 +230,6 @@ def _launch(kernel_index: int, tensors: list[Tensor]) -> None:
         return
     if device.type != "cuda":
         raise ValueError(f"the compressor kernel runs on CPU or CUDA tensors, not {device.type}")
-    from numba import cuda
-
     kernel = cuda_kernels()[kernel_index]
     batch = tensors[0].shape[0]
     blocks = math.ceil(batch / _CUDA_THREADS)
