@@ -1,0 +1,1 @@
+"""Experiment scripts, run from the source checkout (demo, training, evaluation)."""

@@ -306,6 +306,32 @@ def test_kernel_gradient_at_branch_switch_uses_forward_branch() -> None:
     )
 
 
+def test_knee_derivative_at_hard_knee_is_one_sided_limit() -> None:
+    """At knee 0 the output is locally independent of the knee (no sample at the threshold):
+    the gradient w.r.t. knee_db must match the forward difference, not a 0/0 artefact."""
+    fs = 8000.0
+    x = torch.from_numpy(music_like(2, 800, fs, seed=31))
+
+    def loss(knee: torch.Tensor) -> torch.Tensor:
+        y = compressor(x, fs, -20.0, 5.0, 2.0, 60.0, knee_db=knee, makeup_db=0.0)
+        return (y * x).sum()
+
+    knee0 = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(loss(knee0), knee0)
+    h = 1e-5
+    fd = torch.stack(
+        [
+            (loss(torch.tensor([h, 0.0])) - loss(knee0.detach())) / h,
+            (loss(torch.tensor([0.0, h])) - loss(knee0.detach())) / h,
+        ]
+    )
+    torch.testing.assert_close(grad, fd, rtol=0.0, atol=1e-8)
+    # and a non-zero knee does change the output (the knee is not ignored)
+    knee1 = torch.full((2,), 6.0, dtype=torch.float64, requires_grad=True)
+    (grad1,) = torch.autograd.grad(loss(knee1), knee1)
+    assert float(grad1.abs().min()) > 1e-3
+
+
 EDGES = [
     ("threshold_db", -80.0),
     ("threshold_db", 0.0),
@@ -481,8 +507,12 @@ def test_cuda_kernels_in_numba_simulator() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # no silent fallback to the CPU kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cuda_matches_cpu(dtype: torch.dtype) -> None:
+    from fxdsp.kernels.compressor import _numba_cuda_usable
+
+    assert _numba_cuda_usable(), "numba.cuda cannot compile here (libNVVM missing?)"
     fs = 16000.0
     x_cpu = torch.from_numpy(music_like(len(PARAM_SETS), 3200, fs, seed=2)).to(dtype)
     results = {}

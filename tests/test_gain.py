@@ -66,7 +66,9 @@ def test_batch_item_equals_item_alone() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_shape_dtype_device_kept(device: str, dtype: torch.dtype) -> None:
     x = _audio(batch=2, chans=1, samples=10, dtype=dtype, device=device)
-    y = gain(x, torch.tensor([1.0, -1.0], device=device), torch.tensor([True, False], device=device))
+    y = gain(
+        x, torch.tensor([1.0, -1.0], device=device), torch.tensor([True, False], device=device)
+    )
     assert y.shape == x.shape and y.dtype == dtype and y.device == x.device
 
 

@@ -283,9 +283,7 @@ def test_imager_keeps_energy_at_every_width(dtype: torch.dtype) -> None:
 def test_imager_silence_and_vanishing_output_stay_finite() -> None:
     silent = stereo_imager(torch.zeros(2, 2, 32), torch.tensor([0.0, 2.0]))
     assert torch.isfinite(silent).all() and not silent.any()
-    side_only = _audio(batch=1)[:, :1].repeat(1, 2, 1) * torch.tensor([1.0, -1.0]).double()[
-        :, None
-    ]
+    side_only = _audio(batch=1)[:, :1].repeat(1, 2, 1) * torch.tensor([1.0, -1.0]).double()[:, None]
     y = stereo_imager(side_only, 0.0)  # pure side at width 0: nothing left to rescale
     assert torch.isfinite(y).all() and not y.any()
     mid_only = _audio(batch=1)[:, :1].repeat(1, 2, 1)

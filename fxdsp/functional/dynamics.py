@@ -57,9 +57,8 @@ def compressor(
           Y = L + (1/R - 1) (L - T + W/2)^2 / (2 W)  if |2 (L - T)| <= W
           Y = T + (L - T) / R                        if 2 (L - T) > W
 
-      and ``c[n] = Y - L <= 0`` (evaluated as ``(1/R - 1) (clip(L - T + W/2, 0, W)^2 / (2W) +
-      max(L - T - W/2, 0))``, the same function, which needs no branch and is the hard knee at
-      ``W = 0``);
+      and ``c[n] = Y - L <= 0``, evaluated without branches as ``c = (1/R - 1) (max(L - T, 0) +
+      max(W/2 - |L - T|, 0)^2 / (2W))`` (the same function; the hard knee at ``W = 0``);
     - smoothing ``g[n] = a g[n-1] + (1 - a) c[n]`` with ``a = alpha_A`` when ``c[n] < g[n-1]``
       (attack) and ``a = alpha_R`` otherwise (release), ``alpha = exp(-1/(tau fs))``, ``tau`` in
       seconds, ``g[-1] = 0``: a compiled kernel with an analytic backward
@@ -67,7 +66,9 @@ def compressor(
     - output ``y_c[n] = x_c[n] 10^((g[n] + makeup_db) / 20)``, the same gain on every channel.
 
     Differentiable w.r.t. ``x`` and every parameter given as a tensor. Ranges are checked on
-    numbers and CPU tensors only (a check on a CUDA tensor would synchronise the device).
+    numbers and CPU tensors only (a check on a CUDA tensor would synchronise the device); an
+    unchecked CUDA ``ratio < 1`` acts as 1, a ``knee_db < 0`` as 0. Inputs other than float32
+    and float64 are processed in float32 and cast back.
 
     Args:
         x: audio, ``(batch, channels, samples)``, any channel count (all linked).
@@ -101,17 +102,17 @@ def compressor(
     alpha_attack = _pole(_time_param(attack_ms, work, "attack_ms"), fs)
     alpha_release = _pole(_time_param(release_ms, work, "release_ms"), fs)
 
-    # Gain computer on (batch, samples), levels in units of 20 dB (l = L / 20) to save a
-    # full-size multiply: c = slope (u^2 / (2W) + r) with u = 20 clip(l - (T - W/2)/20, 0, W/20)
-    # and r = 20 max(l - (T + W/2)/20, 0).
-    level = torch.log10(work.abs().amax(dim=1).clamp_min(_LEVEL_FLOOR))
-    knee_lo = (threshold - 0.5 * knee) / 20.0
-    knee_hi = (threshold + 0.5 * knee) / 20.0
-    in_knee = (level - knee_lo).clamp(min=torch.zeros_like(knee), max=knee / 20.0)
-    above_knee = (level - knee_hi).clamp_min(0.0)
+    # Gain computer on (batch, samples), levels in units of 20 dB (l = L / 20, e = (L - T) / 20)
+    # to save a full-size multiply. The static curve as one branch-free expression:
+    #   c = slope (20 max(e, 0) + (20 v)^2 / (2 W)),  v = max(W / 40 - |e|, 0),  slope = 1/R - 1,
+    # equal to the three-branch curve for W > 0 and to the hard knee at W = 0; its derivative in
+    # W at W = 0 is the exact one-sided limit (0 away from the threshold).
+    level = torch.log10(work.abs().max(dim=1).values.clamp_min(_LEVEL_FLOOR))
+    excess = level - threshold / 20.0
+    in_knee = (knee / 40.0 - excess.abs()).clamp_min(0.0)
     slope = ratio_t.clamp_min(1.0).reciprocal() - 1.0
-    knee_coef = slope * (200.0 / knee.clamp_min(_KNEE_EPS))  # slope * 20^2 / (2 W)
-    static_gain = torch.addcmul(above_knee * (20.0 * slope), in_knee.square(), knee_coef)
+    knee_coef = slope * (200.0 / knee.clamp_min(_KNEE_EPS))  # slope 20^2 / (2 W)
+    static_gain = torch.addcmul(excess.clamp_min(0.0) * (20.0 * slope), in_knee.square(), knee_coef)
 
     gain_db = smooth_gain(static_gain, alpha_attack, alpha_release)
     gain = torch.exp(torch.add(makeup * _DB_TO_NEPER, gain_db, alpha=_DB_TO_NEPER))

@@ -14,14 +14,17 @@ so the lowest band (< 125 Hz) decays in ``rt60_s`` and the highest (> 8 kHz) in
 ``rt60_s · 0.1 ** damping``. Left and right use independent noise (decorrelated).
 
 Computation (GPU-native, no loop over items or samples): the noise is drawn directly as
-short-time spectra (frames of ~23 ms, 50 % overlap, sine analysis/synthesis window whose squares
-sum to 1) from a counter-based hash PRNG (:mod:`fxdsp.prng`, bit-identical on every device),
-one seed per item. Each frame's
-spectrum is multiplied by ``Σ_b mask_b(f) · exp(−ln(1000) · t_frame / rt60_b)`` and the frames
-are inverse-FFT'd and overlap-added. This equals splitting the noise into bands, decaying each
-band and summing, except that the decay is evaluated at frame centres and cross-faded by the
-windows in between: the energy envelope is an exact exponential times a small ripple periodic
-in the hop, which leaves the decay rate (and so the measured RT60) unchanged.
+short-time spectra (frames of ~23 ms, i.e. 1024 samples at 44.1 kHz, 50 % overlap) whose real
+and imaginary parts are iid uniform numbers from a counter-based hash PRNG (:mod:`fxdsp.prng`,
+bit-identical on every device), one seed per item; the inverse FFT of 513 such bins is Gaussian
+white noise by the central limit theorem. Each frame's spectrum is multiplied by
+``Σ_b mask_b(f) · exp(−ln(1000) · t_frame / rt60_b)``, inverse-FFT'd, windowed by a sine window
+(its squares sum to 1 at 50 % overlap, so the noise power is stationary) and overlap-added. This
+equals splitting the noise into bands, decaying each band and summing, except that the decay is
+evaluated at frame centres and cross-faded by the windows in between: the energy envelope is an
+exact exponential times a small ripple periodic in the hop, which leaves the decay rate (and so
+the measured RT60) unchanged. Cost: one hash per four noise values, one batched inverse FFT of
+short frames; the convolution itself is one FFT product.
 """
 
 from __future__ import annotations
@@ -307,6 +310,7 @@ def reverb_impulse_response(
     params = {"rt60_s": rt60_s, "predelay_ms": predelay_ms, "damping": damping, "seed": seed}
     batch, device, dtype = _common_batch(params, batch_size, device, dtype)
     ref = torch.empty((batch, 1, 1), device=device, dtype=dtype)
+    device = ref.device  # with its index ("cuda" -> "cuda:0"), as tensors report it
     rt60 = as_param(rt60_s, ref, "rt60_s", low=RT60_RANGE[0], high=RT60_RANGE[1])
     _check_rt60(rt60)
     pre = as_param(

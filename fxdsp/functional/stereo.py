@@ -7,9 +7,10 @@ Pan laws (``p = (pan + 1) / 2`` in ``[0, 1]``, ``pan = −1`` hard left, ``+1`` 
     -4.5dB:         g  = g_cp^a · g_lin^(1−a), a = (6.0206 − 4.5) / 3.0103 ≈ 0.505
 
 The "-4.5dB" law is the (weighted) geometric mean of the other two; with equal weights it would
-sit at −4.515 dB, so the weight is nudged to put the centre at exactly −4.5 dB. Its gain is within
-0.02 dB of the plain geometric mean at every position. Both sides use ``sin`` so that the law is
-exactly mirror-symmetric and the silent side of a hard pan is exactly 0.
+sit at −4.515 dB, so the weight is nudged to put the centre at exactly −4.5 dB. Its gain differs
+from the plain geometric mean by at most 20·(a − 1/2)·log10(π/2) ≈ 0.0202 dB (near a hard
+pan). Both sides use ``sin`` so that the law is exactly mirror-symmetric and the silent side of a
+hard pan is exactly 0.
 """
 
 from __future__ import annotations

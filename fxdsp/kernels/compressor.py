@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import Any
 
 import numba
@@ -221,20 +222,53 @@ def cuda_kernels() -> tuple[Any, Any]:
 # --------------------------------------------------------------------------------------------
 # torch glue
 # --------------------------------------------------------------------------------------------
-def _launch(kernel_index: int, tensors: list[Tensor]) -> None:
-    """Run CPU or CUDA kernel ``kernel_index`` (0 forward, 1 backward) on contiguous tensors."""
+@functools.cache
+def _numba_cuda_usable() -> bool:
+    """Whether Numba can compile and launch CUDA kernels here (driver and libNVVM found)."""
+    try:
+        from numba import cuda as numba_cuda
+        from numba.cuda.cudadrv import nvvm
+
+        return bool(numba_cuda.is_available()) and bool(nvvm.is_available())
+    except Exception:  # any import or driver failure means "not usable"
+        return False
+
+
+def _launch(kernel_index: int, tensors: list[Tensor], n_outputs: int) -> None:
+    """Run kernel ``kernel_index`` (0 forward, 1 backward) on contiguous same-device tensors.
+
+    The last ``n_outputs`` tensors are written. CPU tensors go to the Numba CPU kernel; CUDA
+    tensors to the ``numba.cuda`` kernel on torch's current stream, or, where Numba cannot use
+    CUDA (no libNVVM), to the CPU kernel through host copies, with a warning.
+    """
     device = tensors[0].device
+    cpu_kernel = forward_cpu if kernel_index == 0 else backward_cpu
     if device.type == "cpu":
-        kernel = forward_cpu if kernel_index == 0 else backward_cpu
-        kernel(*[t.numpy() for t in tensors])
+        cpu_kernel(*[t.numpy() for t in tensors])
         return
     if device.type != "cuda":
         raise ValueError(f"the compressor kernel runs on CPU or CUDA tensors, not {device.type}")
+    if not _numba_cuda_usable():
+        warnings.warn(
+            "numba.cuda is not usable here (no CUDA driver or libNVVM: install numba-cuda); "
+            "the compressor's smoothing kernel runs on the CPU through host copies",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        host = [t.cpu() for t in tensors]
+        cpu_kernel(*[t.numpy() for t in host])
+        for t, h in zip(tensors[-n_outputs:], host[-n_outputs:], strict=True):
+            t.copy_(h)
+        return
     kernel = cuda_kernels()[kernel_index]
     batch = tensors[0].shape[0]
     blocks = math.ceil(batch / _CUDA_THREADS)
     index = device.index if device.index is not None else torch.cuda.current_device()
-    with cuda.gpus[index]:
+    from numba.core.errors import NumbaPerformanceWarning
+
+    with cuda.gpus[index], warnings.catch_warnings():
+        # one thread per batch item: a small grid is expected, not worth a warning per call
+        warnings.simplefilter("ignore", NumbaPerformanceWarning)
         stream = cuda.external_stream(torch.cuda.current_stream(device).cuda_stream)
         arrays = [cuda.as_cuda_array(t, sync=False) for t in tensors]
         kernel[blocks, _CUDA_THREADS, stream](*arrays)
@@ -270,7 +304,7 @@ def smooth_gain_forward(c: Tensor, alpha_a: Tensor, alpha_r: Tensor) -> tuple[Te
     alpha_r = alpha_r.detach().to(torch.float64).contiguous()
     g = torch.empty_like(c)
     mask = torch.empty(c.shape, dtype=torch.uint8, device=c.device)
-    _launch(0, [c, alpha_a, alpha_r, g, mask])
+    _launch(0, [c, alpha_a, alpha_r, g, mask], n_outputs=2)
     return g, mask
 
 
@@ -297,7 +331,7 @@ def smooth_gain_backward(
     grad_c = torch.empty_like(c)
     grad_aa = torch.empty_like(alpha_a)
     grad_ar = torch.empty_like(alpha_r)
-    _launch(1, [grad_g, g, c, mask, alpha_a, alpha_r, grad_c, grad_aa, grad_ar])
+    _launch(1, [grad_g, g, c, mask, alpha_a, alpha_r, grad_c, grad_aa, grad_ar], n_outputs=3)
     return grad_c, grad_aa, grad_ar
 
 
@@ -307,14 +341,16 @@ class _SmoothGain(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, c: Tensor, alpha_a: Tensor, alpha_r: Tensor) -> Tensor:
         g, mask = smooth_gain_forward(c, alpha_a, alpha_r)
-        ctx.save_for_backward(g, c.detach().contiguous(), mask, alpha_a, alpha_r)
+        ctx.save_for_backward(g, c, mask, alpha_a, alpha_r)
         return g
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         g, c, mask, alpha_a, alpha_r = ctx.saved_tensors
-        grad_c, grad_aa, grad_ar = smooth_gain_backward(grad_g, g, c, mask, alpha_a, alpha_r)
+        grad_c, grad_aa, grad_ar = smooth_gain_backward(
+            grad_g, g, c.contiguous(), mask, alpha_a, alpha_r
+        )
         need_c, need_a, need_r = ctx.needs_input_grad
         return (
             grad_c if need_c else None,
