@@ -37,15 +37,27 @@ def _uniform(batch: int, lo: float, hi: float, gen: torch.Generator) -> torch.Te
     return lo + (hi - lo) * torch.rand(batch, generator=gen)
 
 
-def make_cases(batch: int, sr: int, gen: torch.Generator) -> list[tuple[str, str, dict, Fn, Fn | None]]:
+def make_cases(
+    batch: int, sr: int, gen: torch.Generator
+) -> list[tuple[str, str, dict, Fn, Fn | None]]:
     """(name, input kind, params, fxdsp fn, dasp fn) for every effect."""
     import dasp_pytorch.functional as D
 
     u = lambda lo, hi: _uniform(batch, lo, hi, gen)  # noqa: E731
     eq = {
         "gain": torch.stack([u(-15, 15) for _ in range(6)], 1),
-        "freq": torch.stack([u(30, 200), u(200, 1000), u(1000, 3000), u(3000, 5000), u(5000, 8000), u(5000, 10000)], 1),
-        "q": torch.stack([torch.full((batch,), 0.707), *[u(0.1, 2) for _ in range(4)], torch.full((batch,), 0.707)], 1),
+        "freq": torch.stack(
+            [u(30, 200), u(200, 1000), u(1000, 3000), u(3000, 5000), u(5000, 8000), u(5000, 10000)],
+            1,
+        ),
+        "q": torch.stack(
+            [
+                torch.full((batch,), 0.707),
+                *[u(0.1, 2) for _ in range(4)],
+                torch.full((batch,), 0.707),
+            ],
+            1,
+        ),
     }
     six = ("low_shelf", "peak", "peak", "peak", "peak", "high_shelf")
 
@@ -62,14 +74,28 @@ def make_cases(batch: int, sr: int, gen: torch.Generator) -> list[tuple[str, str
             kw[f"{n}_q_factor"] = q[:, i]
         return D.parametric_eq(x, sr, **kw)
 
-    comp = {"threshold_db": u(-40, -10), "ratio": u(4, 20), "attack_ms": u(1, 20), "release_ms": u(50, 500)}
+    comp = {
+        "threshold_db": u(-40, -10),
+        "ratio": u(4, 20),
+        "attack_ms": u(1, 20),
+        "release_ms": u(50, 500),
+    }
 
     def comp_ours(x: torch.Tensor, p: dict) -> torch.Tensor:
         return F.compressor(x, sr, p["threshold_db"], p["ratio"], p["attack_ms"], p["release_ms"])
 
     def comp_dasp(x: torch.Tensor, p: dict) -> torch.Tensor:
         zeros = torch.zeros_like(p["ratio"])
-        return D.compressor(x, sr, p["threshold_db"], p["ratio"], p["attack_ms"], p["release_ms"], zeros + 6.0, zeros)
+        return D.compressor(
+            x,
+            sr,
+            p["threshold_db"],
+            p["ratio"],
+            p["attack_ms"],
+            p["release_ms"],
+            zeros + 6.0,
+            zeros,
+        )
 
     gain = {"gain_db": u(-6, 9)}
     pan = {"pan": u(-1, 1)}
@@ -83,12 +109,38 @@ def make_cases(batch: int, sr: int, gen: torch.Generator) -> list[tuple[str, str
         return D.noise_shaped_reverberation(x, sr, **kw, mix=p["mix"])
 
     return [
-        ("gain", "stereo", gain, lambda x, p: F.gain(x, p["gain_db"]), lambda x, p: D.gain(x, sr, p["gain_db"])),
+        (
+            "gain",
+            "stereo",
+            gain,
+            lambda x, p: F.gain(x, p["gain_db"]),
+            lambda x, p: D.gain(x, sr, p["gain_db"]),
+        ),
         ("parametric_eq (6 bands)", "stereo", eq, eq_ours, eq_dasp),
         ("compressor", "stereo", comp, comp_ours, comp_dasp),
-        ("pan (mono→stereo)", "mono", pan, lambda x, p: F.pan(x, p["pan"]), lambda x, p: D.stereo_panner(x, sr, (p["pan"] + 1) / 2)),
-        ("stereo_imager", "stereo", width, lambda x, p: F.stereo_imager(x, p["width"]), lambda x, p: D.stereo_widener(x, sr, (p["width"] / 2).view(-1, 1))),
-        ("reverb", "stereo", rev, lambda x, p: F.reverb(x, sr, p["rt60_s"], p["predelay_ms"], p["damping"], p["mix"], seeds), rev_dasp),
+        (
+            "pan (mono→stereo)",
+            "mono",
+            pan,
+            lambda x, p: F.pan(x, p["pan"]),
+            lambda x, p: D.stereo_panner(x, sr, (p["pan"] + 1) / 2),
+        ),
+        (
+            "stereo_imager",
+            "stereo",
+            width,
+            lambda x, p: F.stereo_imager(x, p["width"]),
+            lambda x, p: D.stereo_widener(x, sr, (p["width"] / 2).view(-1, 1)),
+        ),
+        (
+            "reverb",
+            "stereo",
+            rev,
+            lambda x, p: F.reverb(
+                x, sr, p["rt60_s"], p["predelay_ms"], p["damping"], p["mix"], seeds
+            ),
+            rev_dasp,
+        ),
         ("loudness (BS.1770)", "stereo", {}, lambda x, p: F.loudness(x, sr), None),
     ]
 
@@ -103,7 +155,10 @@ def time_fn(fn: Fn, x: torch.Tensor, params: dict, backward: bool, repeats: int)
     times = []
     for i in range(repeats + 1):
         xi = x.detach().clone().requires_grad_(backward)
-        pi = {k: v.detach().clone().requires_grad_(backward and v.is_floating_point()) for k, v in params.items()}
+        pi = {
+            k: v.detach().clone().requires_grad_(backward and v.is_floating_point())
+            for k, v in params.items()
+        }
         _sync(x.device)
         t0 = time.perf_counter()
         y = fn(xi, pi)
@@ -125,16 +180,22 @@ def machine() -> str:
     except OSError:
         pass
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}{gpu}"
+    threads = torch.get_num_threads()
+    py = platform.python_version()
+    return f"{cpu}, {threads} torch threads, torch {torch.__version__}, Python {py}{gpu}"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--sample-rate", type=int, default=44100)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--dasp-reverb-repeats", type=int, default=1, help="dasp's reverb takes minutes")
+    ap.add_argument(
+        "--dasp-reverb-repeats", type=int, default=1, help="dasp's reverb takes minutes"
+    )
     ap.add_argument("--quick", action="store_true", help="batch 2 × 1 s, one repeat: a smoke test")
     ap.add_argument("--no-dasp", action="store_true", help="time fxdsp only")
     ap.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"))
@@ -164,7 +225,9 @@ def main() -> None:
             pc = {k: v.cuda() for k, v in params.items()}
 
             def on_gpu(fn: Fn, p: dict = pc) -> Fn:
-                return lambda xx, pp: fn(xx, {k: v.cuda() if v.device.type == "cpu" else v for k, v in pp.items()})
+                return lambda xx, pp: fn(
+                    xx, {k: v.cuda() if v.device.type == "cpu" else v for k, v in pp.items()}
+                )
 
             row["cuda_fwd"] = time_fn(on_gpu(ours), xc, pc, False, args.repeats)
             row["cuda_bwd"] = time_fn(on_gpu(ours), xc, pc, True, args.repeats)
@@ -179,17 +242,28 @@ def main() -> None:
 
 
 def _format_row(r: dict) -> str:
-    s = f"{r['effect']:<26} fxdsp fwd {r['ours_fwd'] * 1e3:9.1f} ms  fwd+bwd {r['ours_bwd'] * 1e3:9.1f} ms"
+    ms = {k: v * 1e3 for k, v in r.items() if k != "effect"}
+    s = f"{r['effect']:<26} fxdsp fwd {ms['ours_fwd']:9.1f} ms  fwd+bwd {ms['ours_bwd']:9.1f} ms"
     if "dasp_fwd" in r:
-        s += f" | dasp fwd {r['dasp_fwd'] * 1e3:9.1f} ms  fwd+bwd {r['dasp_bwd'] * 1e3:9.1f} ms"
-        s += f" | speed-up ×{r['dasp_fwd'] / r['ours_fwd']:.1f} / ×{r['dasp_bwd'] / r['ours_bwd']:.1f}"
+        s += f" | dasp fwd {ms['dasp_fwd']:9.1f} ms  fwd+bwd {ms['dasp_bwd']:9.1f} ms"
+        s += f" | speed-up ×{ms['dasp_fwd'] / ms['ours_fwd']:.1f}"
+        s += f" / ×{ms['dasp_bwd'] / ms['ours_bwd']:.1f}"
     if "cuda_fwd" in r:
-        s += f" | CPU/GPU ×{r['ours_fwd'] / r['cuda_fwd']:.0f} / ×{r['ours_bwd'] / r['cuda_bwd']:.0f}"
+        s += f" | CPU/GPU ×{ms['ours_fwd'] / ms['cuda_fwd']:.0f}"
+        s += f" / ×{ms['ours_bwd'] / ms['cuda_bwd']:.0f}"
     return s
 
 
 def _table(rows: list[dict]) -> str:
-    cols = ["effect", "fxdsp fwd (ms)", "fxdsp fwd+bwd (ms)", "dasp fwd (ms)", "dasp fwd+bwd (ms)", "dasp/fxdsp fwd", "dasp/fxdsp fwd+bwd"]
+    cols = [
+        "effect",
+        "fxdsp fwd (ms)",
+        "fxdsp fwd+bwd (ms)",
+        "dasp fwd (ms)",
+        "dasp fwd+bwd (ms)",
+        "dasp/fxdsp fwd",
+        "dasp/fxdsp fwd+bwd",
+    ]
     if any("cuda_fwd" in r for r in rows):
         cols += ["fxdsp CUDA fwd (ms)", "CPU/CUDA fwd", "CPU/CUDA fwd+bwd"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -205,7 +279,11 @@ def _table(rows: list[dict]) -> str:
         else:
             cells += ["—"] * 4
         if "cuda_fwd" in r:
-            cells += [f"{r['cuda_fwd'] * 1e3:.2f}", f"{r['ours_fwd'] / r['cuda_fwd']:.0f}×", f"{r['ours_bwd'] / r['cuda_bwd']:.0f}×"]
+            cells += [
+                f"{r['cuda_fwd'] * 1e3:.2f}",
+                f"{r['ours_fwd'] / r['cuda_fwd']:.0f}×",
+                f"{r['ours_bwd'] / r['cuda_bwd']:.0f}×",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

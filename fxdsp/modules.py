@@ -48,7 +48,8 @@ class Effect(nn.Module):
         unknown = set(values) - names
         if unknown:
             raise ValueError(
-                f"{type(self).__name__} has no parameter(s) {sorted(unknown)}; it has {sorted(names)}"
+                f"{type(self).__name__} has no parameter(s) {sorted(unknown)}; "
+                f"it has {sorted(names)}"
             )
         for spec in self.SPECS:
             value = values.get(spec.name, spec.default)
@@ -113,11 +114,15 @@ class Gain(Effect):
 
     SPECS = (ParamSpec("gain_db", -24.0, 24.0, 0.0, "dB", "lin", "gain"),)
 
-    def __init__(self, gain_db: float = 0.0, invert_polarity: bool = False, sample_rate: float = 44100.0) -> None:
+    def __init__(
+        self, gain_db: float = 0.0, invert_polarity: bool = False, sample_rate: float = 44100.0
+    ) -> None:
         super().__init__(sample_rate, gain_db=gain_db)
         self.invert_polarity = invert_polarity
 
-    def forward(self, x: Tensor, invert_polarity: bool | Tensor | None = None, **params: ParamLike) -> Tensor:
+    def forward(
+        self, x: Tensor, invert_polarity: bool | Tensor | None = None, **params: ParamLike
+    ) -> Tensor:
         p = self.resolve(params)
         inv = self.invert_polarity if invert_polarity is None else invert_polarity
         return F.gain(x, self._param(p["gain_db"], x), invert_polarity=inv)
@@ -148,7 +153,9 @@ class Panner(Effect):
 
     SPECS = (ParamSpec("pan", -1.0, 1.0, 0.0, "", "lin", "position (−1 left, +1 right)"),)
 
-    def __init__(self, pan: float = 0.0, law: str = "constant_power", sample_rate: float = 44100.0) -> None:
+    def __init__(
+        self, pan: float = 0.0, law: str = "constant_power", sample_rate: float = 44100.0
+    ) -> None:
         super().__init__(sample_rate, pan=pan)
         if law not in F.PAN_LAWS:
             raise ValueError(f"unknown pan law {law!r}; expected one of {F.PAN_LAWS}")
@@ -260,10 +267,10 @@ class ParametricEQ(Effect):
         super().__init__(sample_rate, **values)
         nyquist = self.sample_rate / 2
         for s in self.SPECS:
-            if s.unit == "Hz" and float(getattr(self, s.name).detach()) >= nyquist:
+            value = float(getattr(self, s.name).detach())
+            if s.unit == "Hz" and value >= nyquist:
                 raise ValueError(
-                    f"{s.name}={float(getattr(self, s.name).detach()):g} Hz is not below the Nyquist "
-                    f"frequency {nyquist:g} Hz"
+                    f"{s.name}={value:g} Hz is not below the Nyquist frequency {nyquist:g} Hz"
                 )
 
     def forward(

@@ -46,9 +46,13 @@ class ParamSpec:
 
     def __post_init__(self) -> None:
         if not self.minimum < self.maximum:
-            raise ValueError(f"{self.name}: minimum {self.minimum} must be < maximum {self.maximum}")
+            raise ValueError(
+                f"{self.name}: minimum {self.minimum} must be < maximum {self.maximum}"
+            )
         if not self.minimum <= self.default <= self.maximum:
-            raise ValueError(f"{self.name}: default {self.default} outside [{self.minimum}, {self.maximum}]")
+            raise ValueError(
+                f"{self.name}: default {self.default} outside [{self.minimum}, {self.maximum}]"
+            )
         if self.scale not in ("lin", "log"):
             raise ValueError(f"{self.name}: scale must be 'lin' or 'log', got {self.scale!r}")
         if self.scale == "log" and self.minimum <= 0:

@@ -35,7 +35,7 @@ def reference_ranges(batch: int, gen: torch.Generator) -> tuple[torch.Tensor, ..
 def scipy_sos(gain, freq, q, sr=SR, kinds=DEFAULT_BAND_TYPES) -> np.ndarray:
     """Independent RBJ design in float64 numpy (written from the cookbook, not from fxdsp)."""
     rows = []
-    for g, f, qq, kind in zip(gain, freq, q, kinds):
+    for g, f, qq, kind in zip(gain, freq, q, kinds, strict=True):
         A = 10 ** (g / 40)
         w0 = 2 * math.pi * f / sr
         c, s = math.cos(w0), math.sin(w0)
@@ -112,7 +112,7 @@ def test_eq_frequency_response_closed_form() -> None:
 def test_rbj_biquad_response_matches_freqz(kind: str) -> None:
     b, a = rbj_biquad(kind, 6.0, 2000.0, 0.9, 48000)
     assert b.dtype == torch.float64 and float(a[0]) == 1.0
-    w, h = ss.freqz(b.numpy(), a.numpy(), worN=[2000.0], fs=48000)
+    _, h = ss.freqz(b.numpy(), a.numpy(), worN=[2000.0], fs=48000)
     mag_db = 20 * np.log10(np.abs(h[0]) + 1e-300)
     expected = {
         "peak": 6.0,

@@ -168,4 +168,6 @@ def test_gradcheck_normalize_loudness() -> None:
 
     assert torch.autograd.gradcheck(fn, (target, g))
     xs = (torch.tensor(music(sr, 0.45))[None, :, ::1])[..., :3600].clone().requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda t: loudness(t, sr), (xs,), eps=1e-6, atol=1e-5, fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda t: loudness(t, sr), (xs,), eps=1e-6, atol=1e-5, fast_mode=True
+    )
