@@ -6,6 +6,8 @@ Two layers: :mod:`fxdsp.functional` holds pure functions with physical-unit argu
 
 from fxdsp import functional
 from fxdsp._checks import check_finite
+from fxdsp.chain_config import EFFECTS, STEMS, ChainConfig
+from fxdsp.manipulator import FxParams, Manipulator, sample_params
 from fxdsp.modules import (
     Compressor,
     Effect,
@@ -21,10 +23,15 @@ from fxdsp.params import ParamSpec
 __version__ = "0.1.0"
 
 __all__ = [
+    "EFFECTS",
+    "STEMS",
+    "ChainConfig",
     "Compressor",
     "Effect",
+    "FxParams",
     "Gain",
     "LoudnessNormalize",
+    "Manipulator",
     "Panner",
     "ParamSpec",
     "ParametricEQ",
@@ -33,4 +40,5 @@ __all__ = [
     "__version__",
     "check_finite",
     "functional",
+    "sample_params",
 ]

@@ -1,0 +1,547 @@
+"""Tests of the random effect chain: fxdsp.manipulator and fxdsp.chain_config."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.signal import fftconvolve
+
+from fxdsp import functional as F
+from fxdsp.chain_config import EFFECTS, REFERENCE_RANGES, STEMS, ChainConfig
+from fxdsp.manipulator import (
+    GROUPS,
+    NORMALIZED_LAYOUT,
+    FxParams,
+    Manipulator,
+    sample_params,
+)
+
+devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+SR = 44100.0
+# Short reverbs keep the impulse responses (and the tests) small.
+SHORT = ChainConfig().replace(
+    ranges={"reverb_rt60_s": (0.02, 0.06), "reverb_predelay_ms": (0.0, 2.0)}
+)
+# All "on" probabilities 1/2: every combination of on/off flags and orders shows up.
+HALF = dict.fromkeys(EFFECTS, 0.5)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def noise(shape: tuple[int, ...], seed: int = 1, dtype: torch.dtype = torch.float64):
+    g = gen(seed)
+    return 0.1 * torch.randn(shape, generator=g, dtype=dtype)
+
+
+def reference_chain(x: torch.Tensor, p: FxParams) -> torch.Tensor:
+    """One item (batch of 1), written out with the functional effects, reference semantics."""
+    assert len(p) == 1
+    y = x.expand(-1, 2, -1) if x.shape[1] == 1 else x
+    on = dict(zip(EFFECTS, p.active[0].tolist(), strict=True))
+    names = [GROUPS[0][k] for k in p.order1[0].tolist()]
+    names += [GROUPS[1][k] for k in p.order2[0].tolist()]
+    for name in [*names, "reverb", "gain"]:
+        if not on[name]:
+            continue
+        if name == "eq":
+            out = F.parametric_eq(y, SR, p.eq_gain_db, p.eq_freq_hz, p.eq_q)
+        elif name == "compressor":
+            out = F.compressor(
+                y, SR, p.threshold_db, p.ratio, p.attack_ms, p.release_ms, knee_db=p.knee_db
+            )
+        elif name == "pan":
+            out = F.pan(y, p.pan, p.pan_law)
+        elif name == "imager":
+            out = F.stereo_imager(y, p.width)
+        elif name == "reverb":
+            out = F.reverb(
+                y,
+                SR,
+                p.rt60_s,
+                p.predelay_ms,
+                p.damping,
+                1.0 - p.reverb_dry,
+                p.reverb_seed,
+                ir_length=p.ir_length,
+            )
+        else:
+            y = F.gain(y, p.gain_db, p.invert_polarity)
+            continue
+        y = F.rms_normalize_to(out, y)  # RMS match to this processor's input
+    return y
+
+
+# ---------------------------------------------------------------------------------------------
+# Applying a draw
+
+
+def test_determinism_bit_identical() -> None:
+    p = sample_params(6, config=SHORT, probabilities=HALF, generator=gen(3))
+    x = noise((6, 2, 3000), dtype=torch.float32)
+    m = Manipulator(p)
+    y1, y2 = m(x), m(x)
+    assert torch.equal(y1, y2)
+    # A fresh draw from the same seed is the same draw.
+    p2 = sample_params(6, config=SHORT, probabilities=HALF, generator=gen(3))
+    assert torch.equal(Manipulator(p2)(x), y1)
+    # A different seed gives a different output (the test above can fail).
+    p3 = sample_params(6, config=SHORT, probabilities=HALF, generator=gen(4))
+    assert not torch.allclose(Manipulator(p3)(x), y1)
+    # Without a graph the scatter is done in place, with one out of place: same result, and
+    # the input is untouched either way.
+    x_copy = x.clone()
+    with torch.no_grad():
+        assert torch.equal(m(x), y1)
+    assert torch.equal(x, x_copy)
+    x_leaf = x.clone().requires_grad_(True)
+    assert torch.equal(m(x_leaf).detach(), y1)
+    assert torch.equal(x_leaf.detach(), x_copy)
+
+
+def test_batched_matches_each_item_through_functional_effects() -> None:
+    n = 24
+    p = sample_params(n, config=SHORT, probabilities=HALF, generator=gen(7), dtype=torch.float64)
+    # The draw must exercise the variety this test is about.
+    act = p.active
+    both1 = act[:, 0] & act[:, 1]
+    both2 = act[:, 2] & act[:, 3]
+    assert set(p.order1[both1, 0].tolist()) == {0, 1}
+    assert set(p.order2[both2, 0].tolist()) == {0, 1}
+    assert 0 < int(act.sum()) < act.numel()
+    x = noise((n, 2, 2048))
+    y = Manipulator(p)(x)
+    for i in range(n):
+        ref = reference_chain(x[i : i + 1], p[i])
+        torch.testing.assert_close(y[i : i + 1], ref, rtol=1e-7, atol=1e-10)
+        # Item i processed alone equals item i in the batch.
+        alone = Manipulator(p[i])(x[i : i + 1])
+        torch.testing.assert_close(y[i : i + 1], alone, rtol=1e-9, atol=1e-12)
+
+
+def test_identical_content_gives_identical_outputs_in_one_batch() -> None:
+    p = sample_params(5, config=SHORT, probabilities=HALF, generator=gen(11))
+    a = noise((5, 2, 2000), seed=2, dtype=torch.float32)
+    y = Manipulator(FxParams.cat([p, p]))(torch.cat([a, a]))
+    torch.testing.assert_close(y[:5], y[5:], rtol=0, atol=1e-7)
+    torch.testing.assert_close(y[:5], Manipulator(p)(a), rtol=0, atol=1e-7)
+
+
+def test_positive_pair_same_linear_effects_on_two_contents() -> None:
+    """Without the compressor, the chain is c(x) · H x with H linear time-invariant per item.
+
+    The RMS matches and the imager's energy normalization only scale each item by a positive
+    number. So the chain applied to a unit impulse gives H's response h, and for any content
+    a the output is proportional to h ∗ a: two contents get the same effects.
+    """
+    n, t = 8, 1500
+    p = sample_params(
+        n,
+        config=SHORT,
+        probabilities={**HALF, "compressor": 0.0},
+        generator=gen(5),
+        dtype=torch.float64,
+    )
+    m = Manipulator(p)
+    impulse = torch.zeros(n, 1, t, dtype=torch.float64)
+    impulse[:, :, 0] = 1.0
+    h = m(impulse).numpy()
+    other = sample_params(n, config=SHORT, probabilities={**HALF, "compressor": 0.0})
+    h_other = Manipulator(other)(impulse).numpy()
+    for seed in (2, 3):  # two contents
+        a = noise((n, 1, t), seed=seed)
+        y = m(a).numpy()
+        for i in range(n):
+            for c in range(2):
+                ref = fftconvolve(a[i, 0].numpy(), h[i, c])[:t]
+                got = y[i, c]
+                if np.sqrt(np.mean(ref**2)) < 1e-9:  # a hard-panned silent side
+                    assert np.sqrt(np.mean(got**2)) < 1e-9
+                    continue
+                scale = np.dot(got, ref) / np.dot(ref, ref)
+                assert scale > 0
+                np.testing.assert_allclose(got, scale * ref, rtol=0, atol=1e-9 * np.abs(ref).max())
+        # Another draw's response does not explain the output.
+        mismatch = 0
+        for i in range(n):
+            ref = fftconvolve(a[i, 0].numpy(), h_other[i, 0])[:t]
+            scale = np.dot(y[i, 0], ref) / max(np.dot(ref, ref), 1e-30)
+            mismatch += not np.allclose(y[i, 0], scale * ref, atol=1e-6 * np.abs(y[i, 0]).max())
+        assert mismatch > 0
+
+
+def test_mono_input_is_upmixed_to_stereo() -> None:
+    p = sample_params(4, config=SHORT, probabilities=HALF, generator=gen(2), dtype=torch.float64)
+    x = noise((4, 1, 1000))
+    y = Manipulator(p)(x)
+    assert y.shape == (4, 2, 1000)
+    torch.testing.assert_close(y, Manipulator(p)(x.expand(-1, 2, -1)), rtol=0, atol=0)
+
+
+def test_all_off_is_identity_and_only_gain_is_closed_form() -> None:
+    x = noise((6, 2, 800), dtype=torch.float32)
+    off = sample_params(6, probabilities=dict.fromkeys(EFFECTS, 0.0), generator=gen(1))
+    assert not bool(off.active.any())
+    assert torch.equal(Manipulator(off)(x), x)
+
+    only_gain = dict.fromkeys(EFFECTS, 0.0) | {"gain": 1.0}
+    p = sample_params(6, probabilities=only_gain, generator=gen(2), dtype=torch.float64)
+    assert 0 < int(p.invert_polarity.sum()) < 6
+    y = Manipulator(p)(x.double())
+    sign = 1.0 - 2.0 * p.invert_polarity.double()
+    expected = x.double() * (sign * 10.0 ** (p.gain_db / 20.0))[:, None, None]
+    torch.testing.assert_close(y, expected, rtol=1e-12, atol=0)
+
+
+def test_rms_is_matched_after_every_processor_but_gain() -> None:
+    probs = dict.fromkeys(EFFECTS, 1.0) | {"gain": 0.0}
+    p = sample_params(5, config=SHORT, probabilities=probs, generator=gen(9), dtype=torch.float64)
+    x = noise((5, 2, 3000))
+    y = Manipulator(p)(x)
+    torch.testing.assert_close(F.rms(y), F.rms(x), rtol=1e-9, atol=0)
+
+
+def test_gradients_finite_wrt_audio_and_every_continuous_param() -> None:
+    probs = dict.fromkeys(EFFECTS, 1.0)
+    p = sample_params(
+        3,
+        config=SHORT,
+        probabilities=probs,
+        generator=gen(4),
+        dtype=torch.float64,
+        ranges={"compressor_threshold_db": (-30.0, -20.0)},
+    )
+    leaves = {}
+    for name in FxParams.continuous_fields():
+        leaves[name] = getattr(p, name).clone().requires_grad_(True)
+        setattr(p, name, leaves[name])
+    x = noise((3, 2, 1024)).requires_grad_(True)
+    y = Manipulator(p)(x)
+    w = noise((3, 2, 1024), seed=8)
+    (y * w).sum().backward()
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all()) and x.grad.abs().max() > 0
+    zero_ok = {"knee_db"}  # a hard knee: zero gradient w.r.t. the knee width is exact
+    for name, leaf in leaves.items():
+        assert leaf.grad is not None, name
+        assert bool(torch.isfinite(leaf.grad).all()), name
+        if name not in zero_ok and name != "eq_q":
+            assert leaf.grad.abs().max() > 0, name
+    assert leaves["eq_q"].grad[:, 1:4].abs().max() > 0
+
+
+FIELD_EFFECT = {
+    "eq_gain_db": "eq",
+    "eq_freq_hz": "eq",
+    "threshold_db": "compressor",
+    "ratio": "compressor",
+    "attack_ms": "compressor",
+    "release_ms": "compressor",
+    "pan": "pan",
+    "width": "imager",
+    "rt60_s": "reverb",
+    "predelay_ms": "reverb",
+    "damping": "reverb",
+    "reverb_dry": "reverb",
+    "gain_db": "gain",
+}
+
+
+def test_gradients_flow_exactly_to_the_items_whose_effect_is_on() -> None:
+    n = 10
+    p = sample_params(
+        n,
+        config=SHORT,
+        probabilities=HALF,
+        generator=gen(12),
+        dtype=torch.float64,
+        ranges={"compressor_threshold_db": (-30.0, -20.0)},
+    )
+    leaves = {}
+    for name in FIELD_EFFECT:
+        leaves[name] = getattr(p, name).clone().requires_grad_(True)
+        setattr(p, name, leaves[name])
+    x = noise((n, 2, 1024)).requires_grad_(True)
+    w = noise((n, 2, 1024), seed=8)
+    (Manipulator(p)(x) * w).sum().backward()
+    assert bool(torch.isfinite(x.grad).all()) and bool((x.grad.abs().amax(dim=(1, 2)) > 0).all())
+    for name, effect in FIELD_EFFECT.items():
+        on = p.effect_on(effect)
+        assert 0 < int(on.sum()) < n, effect  # both cases present
+        g = leaves[name].grad.reshape(n, -1).abs().amax(dim=1)
+        assert bool(torch.isfinite(g).all()), name
+        assert bool((g[~on] == 0).all()), name
+        assert bool((g[on] > 0).all()), name
+
+
+def test_gradcheck_linear_chain() -> None:
+    probs = dict.fromkeys(EFFECTS, 1.0) | {"compressor": 0.0}
+    cfg = SHORT.replace(
+        ranges={"reverb_rt60_s": (0.01, 0.01), "reverb_predelay_ms": (0.0, 0.0)},
+    )
+    p = sample_params(2, config=cfg, probabilities=probs, generator=gen(6), dtype=torch.float64)
+    p.width = torch.tensor([0.4, 1.6], dtype=torch.float64)  # away from the kink at 1
+    x = noise((2, 2, 96))
+
+    def fn(x, gain_db, eq_gain_db, pan, reverb_dry, width):
+        q = FxParams(
+            **{
+                **vars(p),
+                "gain_db": gain_db,
+                "eq_gain_db": eq_gain_db,
+                "pan": pan,
+                "reverb_dry": reverb_dry,
+                "width": width,
+            }
+        )
+        return Manipulator(q)(x)
+
+    inputs = (x, p.gain_db, p.eq_gain_db, p.pan, p.reverb_dry, p.width)
+    inputs = tuple(t.clone().requires_grad_(True) for t in inputs)
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing
+
+
+def _within_3_sigma(flags: torch.Tensor, p: float) -> bool:
+    n = flags.numel()
+    freq = flags.double().mean().item()
+    sigma = math.sqrt(p * (1 - p) / n)
+    return abs(freq - p) <= 3 * sigma + 1e-12
+
+
+def test_stem_dependent_reverb_probability_and_other_frequencies() -> None:
+    n = 4000
+    expected = {"drums": 0.5, "bass": 0.01, "other": 0.7, "vocals": 0.9}
+    g = gen(123)
+    for stem, p_rev in expected.items():
+        p = sample_params(n, stems=[stem] * n, generator=g)
+        assert _within_3_sigma(p.effect_on("reverb"), p_rev), stem
+        assert bool((p.stem == STEMS.index(stem)).all())
+    p = sample_params(n, generator=g)  # stems=None is "other"
+    assert bool((p.stem == STEMS.index("other")).all())
+    assert _within_3_sigma(p.effect_on("reverb"), 0.7)
+    for name, prob in {
+        "eq": 0.9,
+        "compressor": 0.9,
+        "pan": 0.3,
+        "imager": 0.8,
+        "gain": 0.5,
+    }.items():
+        assert _within_3_sigma(p.effect_on(name), prob), name
+    assert _within_3_sigma(p.invert_polarity, 0.5)
+    assert _within_3_sigma(p.order1[:, 0] == 1, 0.5)
+    assert _within_3_sigma(p.order2[:, 0] == 1, 0.5)
+    counts = torch.bincount(p.pan_law, minlength=3)
+    assert counts.shape == (3,) and bool((counts > 0).all())
+    # Stems as an index tensor; a float for the reverb overrides every stem.
+    stems = torch.tensor([0, 1, 2, 3]).repeat(n // 4)
+    q = sample_params(n, stems=stems, probabilities={"reverb": 0.25}, generator=g)
+    assert torch.equal(q.stem, stems)
+    assert _within_3_sigma(q.effect_on("reverb"), 0.25)
+
+
+def test_samples_lie_in_reference_ranges() -> None:
+    p = sample_params(2000, generator=gen(0), dtype=torch.float64)
+    r = REFERENCE_RANGES
+
+    def within(t: torch.Tensor, key: str) -> None:
+        lo, hi = r[key]
+        assert float(t.min()) >= lo and float(t.max()) <= hi, key
+        if hi > lo:  # spread over the range
+            assert float(t.max()) - float(t.min()) > 0.95 * (hi - lo), key
+
+    within(p.eq_gain_db, "eq_gain_db")
+    keys = ["eq_low_shelf_freq_hz", "eq_peak1_freq_hz", "eq_peak2_freq_hz"]
+    keys += ["eq_peak3_freq_hz", "eq_high_shelf_freq_hz"]
+    for b, key in enumerate(keys):
+        within(p.eq_freq_hz[:, b], key)
+    within(p.eq_q[:, 1:4], "eq_peak_q")
+    assert bool((p.eq_q[:, [0, 4]] == 0.707).all())
+    for name, key in [
+        ("threshold_db", "compressor_threshold_db"),
+        ("ratio", "compressor_ratio"),
+        ("attack_ms", "compressor_attack_ms"),
+        ("release_ms", "compressor_release_ms"),
+        ("pan", "pan_position"),
+        ("width", "imager_width"),
+        ("rt60_s", "reverb_rt60_s"),
+        ("predelay_ms", "reverb_predelay_ms"),
+        ("damping", "reverb_damping"),
+        ("reverb_dry", "reverb_dry"),
+        ("gain_db", "gain_db"),
+    ]:
+        within(getattr(p, name), key)
+    assert bool((p.knee_db == 0).all())
+    assert p.ir_length == math.ceil((0.040 + 1.0 * 3.0) * SR)
+    assert len(set(p.reverb_seed.tolist())) == 2000
+
+
+def test_probabilities_by_name_like_for_like() -> None:
+    probs = {"eq": 1.0, "compressor": 1.0, "pan": 0.0, "imager": 1.0, "reverb": 0.0, "gain": 1.0}
+    p = sample_params(50, probabilities=probs, generator=gen(1))
+    expected = torch.tensor([probs[e] == 1.0 for e in EFFECTS]).expand(50, -1)
+    assert torch.equal(p.active, expected)
+    # Overrides change flags only, never the values drawn from the same seed.
+    q = sample_params(50, generator=gen(1))
+    assert torch.equal(p.eq_gain_db, q.eq_gain_db) and torch.equal(p.gain_db, q.gain_db)
+
+
+# ---------------------------------------------------------------------------------------------
+# FxParams
+
+
+@pytest.mark.parametrize("device", devices)
+def test_fxparams_index_cat_to(device: str) -> None:
+    p = sample_params(7, stems=["drums", "bass"] * 3 + ["vocals"], generator=gen(2))
+    assert len(p) == 7
+    one = p[3]
+    assert len(one) == 1 and torch.equal(one.gain_db, p.gain_db[3:4])
+    assert len(p[-1]) == 1 and int(p[-1].stem[0]) == STEMS.index("vocals")
+    sub = p[torch.tensor([0, 5])]
+    assert torch.equal(sub.eq_freq_hz, p.eq_freq_hz[[0, 5]])
+    assert torch.equal(p[[1, 2]].active, p.active[1:3])
+    back = FxParams.cat([p[:2], p[2:5], p[5:]])
+    for name in FxParams.tensor_fields():
+        assert torch.equal(getattr(back, name), getattr(p, name)), name
+    moved = p.to(device)
+    assert moved.device.type == device and moved.eq_gain_db.device.type == device
+    assert torch.equal(moved.to("cpu").reverb_seed, p.reverb_seed)
+    on_dev = sample_params(
+        7, stems=["drums", "bass"] * 3 + ["vocals"], generator=gen(2), device=device
+    )
+    for name in FxParams.tensor_fields():
+        assert torch.equal(getattr(on_dev, name).cpu(), getattr(p, name)), name
+    with pytest.raises(IndexError):
+        p[7]
+    with pytest.raises(ValueError, match="ir_length"):
+        FxParams.cat([p, sample_params(2, config=SHORT)])
+
+
+@pytest.mark.parametrize("device", devices)
+def test_manipulator_on_device(device: str) -> None:
+    p = sample_params(4, config=SHORT, probabilities=HALF, generator=gen(8), device=device)
+    x = noise((4, 2, 1200), dtype=torch.float32).to(device)
+    y = Manipulator(p)(x)
+    assert y.device == x.device and y.dtype == x.dtype and y.shape == x.shape
+    assert bool(torch.isfinite(y).all())
+    assert torch.equal(y, Manipulator(p)(x))
+    # Params on the CPU follow the audio.
+    torch.testing.assert_close(Manipulator(p.to("cpu"))(x), y, rtol=1e-5, atol=1e-6)
+
+
+def test_describe_and_repr() -> None:
+    p = sample_params(12, stems=["vocals"] * 12, probabilities=HALF, generator=gen(3))
+    for i in range(12):
+        text = p.describe(i)
+        chain = p.chain(i)
+        positions = [text.index(f". {name}:") for name in chain]
+        assert positions == sorted(positions)
+        if "eq" in chain:
+            assert "Hz" in text and "dB" in text
+        if "compressor" in chain:
+            assert "ms" in text and ":1" in text
+        if not chain:
+            assert "identity" in text
+        assert "stem vocals" in text
+    r = repr(p)
+    assert "batch=12" in r and "vocals=12" in r and "reverb" in r
+    assert Manipulator(p).describe(0) == p.describe(0)
+    assert "FxParams(batch=12" in repr(Manipulator(p))
+
+
+# ---------------------------------------------------------------------------------------------
+# from_normalized
+
+
+def test_from_normalized_layout_and_gradient() -> None:
+    u = torch.rand(3, len(NORMALIZED_LAYOUT), generator=gen(1), dtype=torch.float64)
+    u.requires_grad_(True)
+    m = Manipulator.from_normalized(u, config=SHORT)
+    p = m.params
+    assert bool(p.active.all())
+    assert p.chain(0) == ["eq", "compressor", "pan", "imager", "reverb", "gain"]
+    lo, hi = SHORT.ranges["compressor_ratio"]
+    col = next(k for k, (f, _, _) in enumerate(NORMALIZED_LAYOUT) if f == "ratio")
+    torch.testing.assert_close(p.ratio, lo + u[:, col] * (hi - lo))
+    torch.testing.assert_close(p.normalized(SHORT), u)
+    x = noise((3, 2, 1024))
+    m(x).square().sum().backward()
+    assert u.grad is not None and bool(torch.isfinite(u.grad).all()) and u.grad.abs().max() > 0
+    with pytest.raises(ValueError, match="normalized"):
+        Manipulator.from_normalized(torch.rand(3, 5))
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors and config
+
+
+def test_bad_params_raise() -> None:
+    with pytest.raises(ValueError, match="unknown effect"):
+        sample_params(2, probabilities={"chorus": 0.5})
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        sample_params(2, probabilities={"eq": 1.5})
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        sample_params(2, probabilities={"reverb": -0.1})
+    with pytest.raises(ValueError, match="unknown stem"):
+        sample_params(2, stems=["drums", "piano"])
+    with pytest.raises(ValueError, match="entries"):
+        sample_params(3, stems=["drums", "bass"])
+    with pytest.raises(ValueError, match="stem indices"):
+        sample_params(2, stems=torch.tensor([0, 4]))
+    with pytest.raises(ValueError, match="unknown range"):
+        sample_params(2, ranges={"eq_gain": (0.0, 1.0)})
+    with pytest.raises(ValueError, match="low <= high"):
+        sample_params(2, ranges={"gain_db": (3.0, -3.0)})
+    with pytest.raises(ValueError, match="valid interval"):
+        sample_params(2, ranges={"imager_width": (0.0, 3.0)})
+    with pytest.raises(ValueError, match="batch_size"):
+        sample_params(0)
+    p = sample_params(3, config=SHORT)
+    m = Manipulator(p)
+    with pytest.raises(ValueError, match="batch"):
+        m(torch.zeros(2, 2, 100))
+    with pytest.raises(ValueError, match="shape"):
+        m(torch.zeros(3, 100))
+    with pytest.raises(ValueError, match="channel"):
+        m(torch.zeros(3, 3, 100))
+    with pytest.raises(ValueError, match="FxParams"):
+        Manipulator({"gain_db": 1.0})  # type: ignore[arg-type]
+
+
+def test_config_round_trips_json_and_yaml(tmp_path) -> None:
+    cfg = ChainConfig().replace(
+        probabilities={"pan": 1.0, "reverb": {"bass": 0.2}, "invert_polarity": 0.1},
+        ranges={"imager_width": (0.5, 1.5)},
+        sample_rate=48000.0,
+    )
+    assert cfg.probabilities["pan"] == 1.0 and cfg.reverb_probabilities["bass"] == 0.2
+    assert cfg.reverb_probabilities["vocals"] == 0.9
+    path = tmp_path / "chain.json"
+    cfg.to_json(path)
+    assert ChainConfig.from_json(path) == cfg
+    assert ChainConfig.from_json(cfg.to_json()) == cfg
+    assert json.loads(path.read_text())["ranges"]["imager_width"] == [0.5, 1.5]
+    # A file may list only what it changes.
+    partial = ChainConfig.from_json('{"probabilities": {"gain": 0.25}}')
+    assert partial.probabilities["gain"] == 0.25 and partial.ranges == ChainConfig().ranges
+    pytest.importorskip("yaml", reason="PyYAML is an optional dependency")
+    ypath = tmp_path / "chain.yaml"
+    cfg.to_yaml(ypath)
+    assert ChainConfig.from_yaml(ypath) == cfg
+    assert ChainConfig.from_yaml(cfg.to_yaml()) == cfg
+    with pytest.raises(FileNotFoundError):
+        ChainConfig.from_yaml(tmp_path / "missing.yaml")
+    with pytest.raises(ValueError, match="unknown ChainConfig field"):
+        ChainConfig.from_dict({"probabilitys": {}})
+    # A config's draw uses its sample rate and ranges.
+    p = sample_params(500, config=cfg, generator=gen(0))
+    assert p.sample_rate == 48000.0
+    assert float(p.width.min()) >= 0.5 and float(p.width.max()) <= 1.5
+    assert bool(p.effect_on("pan").all())
