@@ -23,3 +23,15 @@ def test_quick_start_runs_and_hits_its_loudness() -> None:
         assert abs(meter.integrated_loudness(item.T) + 14.0) < 0.1
     assert isinstance(ns["chain"], torch.nn.Sequential)
     assert ns["y"].shape == (4, 2, 5 * 44100)
+
+
+def test_manipulator_example_runs_and_makes_positive_pairs() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    block = next(b for b in blocks if "Manipulator" in b)
+    ns: dict = {}
+    exec(compile(block, "README.md", "exec"), ns)
+    params = ns["params"]
+    assert len(params) == 32 and ns["pos_a"].shape == (32, 2, 5 * 44100)
+    assert bool(ns["four_fx"].active[:, [0, 1, 3, 5]].all())
+    assert not bool(ns["four_fx"].active[:, [2, 4]].any())
+    assert "item 0" in params.describe(0)
