@@ -18,7 +18,9 @@ from fxdsp.modules import (
     Reverb,
     StereoImager,
 )
+from fxdsp.normalize import FxNormalizer, FxNormStats, compute_stats
 from fxdsp.params import ParamSpec
+from fxdsp.scheduler import ProbabilityScheduler
 
 __version__ = "0.1.0"
 
@@ -28,6 +30,8 @@ __all__ = [
     "ChainConfig",
     "Compressor",
     "Effect",
+    "FxNormStats",
+    "FxNormalizer",
     "FxParams",
     "Gain",
     "LoudnessNormalize",
@@ -35,10 +39,12 @@ __all__ = [
     "Panner",
     "ParamSpec",
     "ParametricEQ",
+    "ProbabilityScheduler",
     "Reverb",
     "StereoImager",
     "__version__",
     "check_finite",
+    "compute_stats",
     "functional",
     "sample_params",
 ]

@@ -1,0 +1,457 @@
+"""Tests of fxdsp.normalize: statistics, the batched FX normalizer and its stats CLI.
+
+Measured against independent references: pyloudnorm for loudness, numpy formulas for the
+mid-energy fraction, L/R balance and the average spectrum, closed forms for the onset-peak
+statistic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import pytest
+import scipy.signal as ss
+import soundfile as sf
+import torch
+from signals import music
+
+from fxdsp.functional.loudness import normalize_loudness
+from fxdsp.normalize import (
+    STEMS,
+    FxNormalizer,
+    FxNormStats,
+    StemStats,
+    average_spectrum,
+    compute_stats,
+    onset_peak_db,
+    stats_main,
+)
+
+SR = 44100
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+# Each stem type has its own band and width in the corpus, so the statistics differ per stem.
+BANDS = {
+    "drums": ("highpass", 80.0),
+    "bass": ("lowpass", 250.0),
+    "other": ("bandpass", (300.0, 6000.0)),
+    "vocals": ("bandpass", (200.0, 4000.0)),
+}
+WIDTH = {"drums": 0.6, "bass": 0.15, "other": 1.2, "vocals": 0.4}
+
+
+def _sos(kind: str, freq: float | tuple[float, float], order: int = 2) -> np.ndarray:
+    return ss.butter(order, freq, kind, fs=SR, output="sos")
+
+
+def set_width(x: np.ndarray, width: float) -> np.ndarray:
+    mid, side = (x[0] + x[1]) / 2, (x[0] - x[1]) / 2
+    return np.stack([mid + width * side, mid - width * side])
+
+
+def stem_signal(
+    stem: str,
+    seed: int,
+    seconds: float = 3.0,
+    tilt: tuple[str, float] | None = None,
+    width: float = 1.0,
+    gain: float = 1.0,
+    spike: bool = False,
+) -> np.ndarray:
+    """A music-like stereo stem: band-limited music in the mid, another one in the side."""
+    rng = np.random.default_rng(seed)
+    kind, freq = BANDS[stem]
+    x = music(SR, seconds, seed=seed)
+    x = x + 0.05 * rng.standard_normal(x.shape)
+    x = ss.sosfilt(_sos(kind, freq), x)
+    side = ss.sosfilt(_sos(kind, freq), music(SR, seconds, seed=seed + 7)[0, ::-1])
+    x = x + WIDTH[stem] * rng.uniform(0.8, 1.25) * np.stack([side, -side])
+    if tilt is not None:
+        x = ss.sosfilt(_sos(tilt[0], tilt[1]), x)
+    x = set_width(x, width)
+    if spike:  # one much louder passage: a wider dynamic range than the corpus
+        i = x.shape[1] // 3
+        x[:, i : i + 2000] *= 6.0
+    return gain * rng.uniform(0.3, 1.0) * x
+
+
+# ------------------------------------------------------------------------------------------------
+# Independent references
+# ------------------------------------------------------------------------------------------------
+def np_spectrum(x: np.ndarray, n_fft: int = 4096) -> np.ndarray:
+    """Mean |rfft| of Hann-windowed mid frames (hop n_fft/4), unit RMS over bins."""
+    mid = x.mean(0)
+    frames = np.lib.stride_tricks.sliding_window_view(mid, n_fft)[:: n_fft // 4]
+    mag = np.abs(np.fft.rfft(frames * ss.get_window("hann", n_fft), axis=-1)).mean(0)
+    return mag / np.sqrt(np.mean(mag**2))
+
+
+def spectral_distance_db(x: np.ndarray, reference: np.ndarray) -> float:
+    """RMS dB difference of the average spectra over the stem's band.
+
+    Bins from 30 Hz to 16 kHz where the reference is within 40 dB of its peak: the EQ leaves
+    near-empty regions alone by design (its floor and ±12 dB clamp).
+    """
+    spec = np_spectrum(x)
+    f = np.arange(spec.size) * SR / 4096
+    rel = 20 * np.log10(reference / reference.max() + 1e-12)
+    band = (f > 30) & (f < 16000) & (rel > -40)
+    return float(np.sqrt(np.mean((20 * np.log10((spec[band] + 1e-9) / reference[band])) ** 2)))
+
+
+def np_mid_fraction(x: np.ndarray) -> float:
+    e_mid = np.sum(((x[0] + x[1]) / 2) ** 2)
+    e_side = np.sum(((x[0] - x[1]) / 2) ** 2)
+    return float(e_mid / (e_mid + e_side))
+
+
+def lr_ratio_db(x: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(x[0] ** 2) / np.sum(x[1] ** 2)))
+
+
+def pyln_lufs(x: np.ndarray) -> float:
+    """pyloudnorm with its exact BS.1770 K-weighting ("DeMan"; the default one is approximate)."""
+    return float(pyloudnorm.Meter(SR, filter_class="DeMan").integrated_loudness(x.T))
+
+
+def rel_change_db(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """Energy of ``b − a`` relative to ``a``'s, in dB, per item."""
+    num = (b - a).double().square().sum((1, 2))
+    den = a.double().square().sum((1, 2))
+    return (10 * torch.log10(num / den + 1e-30)).cpu().numpy()
+
+
+# ------------------------------------------------------------------------------------------------
+# Corpus and statistics
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MUSDB-like layout with real files: 3 songs × 4 stems, FLAC and WAV mixed."""
+    root = tmp_path_factory.mktemp("corpus")
+    for song in range(3):
+        folder = root / "train" / f"song{song}"
+        folder.mkdir(parents=True)
+        for k, stem in enumerate(STEMS):
+            x = stem_signal(stem, 10 * song + k)
+            ext = "flac" if (song + k) % 2 else "wav"
+            sf.write(folder / f"{stem}.{ext}", x.T, SR, subtype="PCM_24")
+    (root / "train" / "song0" / "notes.txt").write_text("not audio")
+    return root
+
+
+@pytest.fixture(scope="module")
+def stats(corpus: Path) -> FxNormStats:
+    return compute_stats(corpus, progress=False)
+
+
+@pytest.fixture(scope="module")
+def wide_stats(stats: FxNormStats) -> FxNormStats:
+    """The corpus statistics with a realistic onset-peak spread (the reference's is ~1.1 dB).
+
+    The synthetic corpus is rhythmically identical from song to song, so its measured spread is
+    a few hundredths of a dB, which would make the dynamics interval unreachable.
+    """
+    return dataclasses.replace(
+        stats,
+        stems={k: dataclasses.replace(v, onset_peak_std_db=1.0) for k, v in stats.stems.items()},
+    )
+
+
+def test_compute_stats_matches_independent_measures(corpus: Path, stats: FxNormStats) -> None:
+    assert set(stats.stems) == set(STEMS)
+    assert stats.sample_rate == SR and stats.n_fft == 4096
+    for stem in STEMS:
+        files = sorted(corpus.rglob(f"{stem}.*"))
+        assert len(files) == 3
+        audio = [sf.read(f, dtype="float64", always_2d=True)[0].T for f in files]
+        st = stats.stems[stem]
+        assert st.count == 3
+        # loudness target = mean loudness measured by pyloudnorm
+        assert st.loudness_lufs == pytest.approx(np.mean([pyln_lufs(a) for a in audio]), abs=0.02)
+        assert st.mid_fraction == pytest.approx(np.mean([np_mid_fraction(a) for a in audio]), 1e-9)
+        # spectrum = mean of the per-file unit-RMS spectra, renormalized
+        ref = np.mean([np_spectrum(a) for a in audio], axis=0)
+        ref /= np.sqrt(np.mean(ref**2))
+        np.testing.assert_allclose(st.spectrum, ref, rtol=1e-6, atol=1e-9)
+        onsets = [float(onset_peak_db(torch.from_numpy(a)[None], SR)) for a in audio]
+        assert st.onset_peak_mean_db == pytest.approx(np.mean(onsets), abs=1e-9)
+        assert st.onset_peak_std_db == pytest.approx(np.std(onsets), abs=1e-9)
+    # stems have really different statistics (the corpus is not degenerate)
+    mids = [stats.stems[s].mid_fraction for s in STEMS]
+    assert max(mids) - min(mids) > 0.2
+
+
+def test_compute_stats_from_iterable_and_skips_other_rates(tmp_path: Path) -> None:
+    x = stem_signal("vocals", 3)
+    song = tmp_path / "a" / "song"
+    song.mkdir(parents=True)
+    sf.write(song / "vocals.wav", x.T, SR)
+    sf.write(song / "drums.wav", stem_signal("drums", 4).T, 48000)
+    with pytest.warns(UserWarning, match=r"drums\.wav.*48000"):
+        st = compute_stats(tmp_path, progress=False)
+    assert set(st.stems) == {"vocals"} and st.extra["skipped_files"] == 1
+    # a stream of (stem, array, rate) gives the same numbers as the file
+    from_iter = compute_stats([("vocals", x.astype(np.float32), SR)], progress=False)
+    assert from_iter.stems["vocals"].loudness_lufs == pytest.approx(
+        st.stems["vocals"].loudness_lufs, abs=1e-4
+    )
+
+
+def test_json_round_trip(stats: FxNormStats, tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    text = stats.to_json(path)
+    assert json.loads(path.read_text())["format"] == "mixfx.fxnorm-stats/1"
+    for loaded in (FxNormStats.from_json(path), FxNormStats.from_json(text)):
+        assert loaded == stats
+
+
+def test_reference_preset() -> None:
+    ref = FxNormStats.reference_musdb18()
+    expected = {  # REFERENCE.md: loudness, mid fraction, onset-peak mean/std, compressor timing
+        "vocals": (-25.37, 0.918, -14.24, 1.36, 7.5, 400.0, 4.0),
+        "drums": (-28.97, 0.945, -13.53, 1.13, 10.0, 180.0, 6.0),
+        "bass": (-24.37, 0.982, -13.17, 0.87, 10.0, 500.0, 5.0),
+        "other": (-26.16, 0.794, -14.77, 1.30, 15.0, 666.0, 4.0),
+    }
+    for stem, values in expected.items():
+        st = ref.stems[stem]
+        got = (
+            st.loudness_lufs,
+            st.mid_fraction,
+            st.onset_peak_mean_db,
+            st.onset_peak_std_db,
+            st.attack_ms,
+            st.release_ms,
+            st.ratio,
+        )
+        assert got == values
+        assert st.spectrum is None
+    # no spectra: the EQ step is exactly the identity; the other steps hit the targets
+    x = torch.from_numpy(np.stack([stem_signal(s, 50 + i) for i, s in enumerate(STEMS)]))
+    assert torch.equal(FxNormalizer(ref, steps=("eq",))(x, list(STEMS)), x)
+    y = FxNormalizer(ref)(x, list(STEMS)).numpy()
+    for i, stem in enumerate(STEMS):
+        assert pyln_lufs(y[i]) == pytest.approx(expected[stem][0], abs=0.5)
+        assert np_mid_fraction(y[i]) == pytest.approx(expected[stem][1], abs=0.02)
+
+
+# ------------------------------------------------------------------------------------------------
+# The normalizer
+# ------------------------------------------------------------------------------------------------
+MIXED = ["vocals", "drums", "bass", "other"]
+
+
+def strongly_varied(seconds: float = 3.0) -> np.ndarray:
+    """Items far from the corpus: tilted, too wide/narrow/mono, too loud/quiet, spiky."""
+    specs = [
+        {"tilt": ("highpass", 400.0), "width": 2.0, "gain": 0.2},
+        {"tilt": ("lowpass", 3000.0), "width": 2.5, "gain": 0.1, "spike": True},
+        {"tilt": ("highpass", 60.0), "width": 0.0, "gain": 3.0},  # mono: widened
+        {"tilt": ("lowpass", 5000.0), "width": 0.3, "gain": 0.5},
+    ]
+    return np.stack([stem_signal(s, 100 + i, seconds, **specs[i]) for i, s in enumerate(MIXED)])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_targets_are_met_on_a_mixed_batch(wide_stats: FxNormStats, device: str) -> None:
+    x_np = strongly_varied()
+    x = torch.tensor(x_np, dtype=torch.float32, device=device)
+    y_t = FxNormalizer(wide_stats)(x, MIXED)
+    assert y_t.shape == x.shape and y_t.dtype == x.dtype and y_t.device == x.device
+    y = y_t.double().cpu().numpy()
+    for i, stem in enumerate(MIXED):
+        st = wide_stats.stems[stem]
+        assert pyln_lufs(y[i]) == pytest.approx(st.loudness_lufs, abs=0.5)
+        assert np_mid_fraction(y[i]) == pytest.approx(st.mid_fraction, abs=0.02)
+        assert abs(lr_ratio_db(y[i])) < 0.5
+        before = spectral_distance_db(x_np[i], np.array(st.spectrum))
+        after = spectral_distance_db(y[i], np.array(st.spectrum))
+        assert after < 0.7 * before, (stem, before, after)
+    # the mono bass had to be widened: it now has the target's side energy
+    assert np_mid_fraction(x_np[2]) == pytest.approx(1.0, abs=1e-9)
+    # the spiky drums were more dynamic than the reference: compressed towards the interval
+    st = wide_stats.stems["drums"]
+    low = st.onset_peak_mean_db - st.onset_peak_std_db
+    stat_in = float(onset_peak_db(torch.from_numpy(x_np[1:2]), SR))
+    stat_out = float(onset_peak_db(torch.from_numpy(y[1:2]), SR))
+    assert stat_in < low - 5.0
+    assert low - stat_out < 0.5 * (low - stat_in)
+
+
+def test_dynamics_step_brings_statistic_inside(wide_stats: FxNormStats) -> None:
+    # A corpus-like drum stem (inside the interval) and the same with one 3x louder hit.
+    inside = stem_signal("drums", 0)
+    spiky = inside.copy()
+    i = spiky.shape[1] // 3
+    spiky[:, i : i + 2000] *= 3.0
+    x = torch.from_numpy(np.stack([spiky, inside]))
+    st = wide_stats.stems["drums"]
+    low, high = st.onset_peak_mean_db - 1.0, st.onset_peak_mean_db + 1.0
+    before = onset_peak_db(x, SR)
+    assert float(before[0]) < low - 0.5 and low <= float(before[1]) <= high
+    y = FxNormalizer(wide_stats, steps=("dynamics",))(x, "drums")
+    after = onset_peak_db(y, SR)
+    assert low <= float(after[0]) <= high
+    assert torch.equal(y[1], x[1])  # inside the interval: left alone
+    # compression only: the loud hit lost level against the rest
+    assert float(y[0].abs().max()) < float(x[0].abs().max())
+
+
+def test_normalizing_twice_changes_almost_nothing(wide_stats: FxNormStats) -> None:
+    def mild(x: np.ndarray, i: int) -> np.ndarray:  # shelf-like colouring within the EQ range
+        kind = ["lowpass", "highpass", "lowpass", "highpass"][i]
+        freq = [800.0, 3000.0, 300.0, 1500.0][i]
+        return 0.6 * x + [1.0, 0.8, 0.6, 1.2][i] * ss.sosfilt(_sos(kind, freq, 1), x)
+
+    widths, gains = [1.5, 0.5, 0.7, 1.4], [0.1, 2.0, 0.5, 1.0]
+    x = torch.from_numpy(
+        np.stack(
+            [
+                set_width(mild(stem_signal(s, 200 + i), i), widths[i]) * gains[i]
+                for i, s in enumerate(MIXED)
+            ]
+        )
+    )
+    norm = FxNormalizer(wide_stats)
+    y = norm(x, MIXED)
+    y2 = norm(y, MIXED)
+    targets = torch.tensor([wide_stats.stems[s].loudness_lufs for s in MIXED], dtype=x.dtype)
+    first = rel_change_db(normalize_loudness(x, SR, targets), y)  # work done beyond a gain
+    second = rel_change_db(y, y2)
+    assert (first > -20.0).all(), first
+    assert (second < -25.0).all(), second
+    assert (second < first - 10.0).all()
+
+
+def test_silent_items_pass_through_exactly(wide_stats: FxNormStats) -> None:
+    x = torch.from_numpy(np.stack([stem_signal(s, 300 + i) for i, s in enumerate(MIXED)]))
+    x[1] = 0.0  # digital silence
+    x[3] = 1e-6 * torch.from_numpy(np.random.default_rng(0).standard_normal(x[3].shape))  # -120 dB
+    norm = FxNormalizer(wide_stats)
+    y = norm(x, MIXED)
+    assert torch.equal(y[1], x[1]) and torch.equal(y[3], x[3])
+    assert torch.isfinite(y).all()
+    assert pyln_lufs(y[0].numpy()) == pytest.approx(
+        wide_stats.stems["vocals"].loudness_lufs, abs=0.5
+    )
+    assert torch.equal(norm(torch.zeros(2, 2, SR), ["bass", "drums"]), torch.zeros(2, 2, SR))
+
+
+def test_batch_item_equals_item_alone(wide_stats: FxNormStats) -> None:
+    x = torch.from_numpy(strongly_varied(seconds=1.5))
+    norm = FxNormalizer(wide_stats)
+    batched = norm(x, MIXED)
+    by_index = norm(x, torch.tensor([STEMS.index(s) for s in MIXED]))
+    assert torch.equal(batched, by_index)
+    for i, stem in enumerate(MIXED):
+        alone = norm(x[i : i + 1], [stem])
+        scale = float(alone.abs().max())
+        torch.testing.assert_close(batched[i : i + 1], alone, rtol=0, atol=1e-9 * scale)
+
+
+def test_steps_are_switchable(wide_stats: FxNormStats) -> None:
+    x = torch.from_numpy(strongly_varied())
+    assert torch.equal(FxNormalizer(wide_stats, steps=())(x, MIXED), x)
+    targets = torch.tensor([wide_stats.stems[s].loudness_lufs for s in MIXED], dtype=x.dtype)
+    only_loudness = FxNormalizer(wide_stats, steps=("loudness",))(x, MIXED)
+    torch.testing.assert_close(only_loudness, normalize_loudness(x, SR, targets))
+    stereo = FxNormalizer(wide_stats, steps=("stereo",))(x, MIXED).numpy()
+    for i, stem in enumerate(MIXED):
+        # exact targets, energy kept
+        assert np_mid_fraction(stereo[i]) == pytest.approx(
+            wide_stats.stems[stem].mid_fraction, abs=1e-6
+        )
+        assert abs(lr_ratio_db(stereo[i])) < 1e-4
+        assert np.sum(stereo[i] ** 2) == pytest.approx(float(x[i].square().sum()), rel=1e-6)
+
+
+def test_eq_is_zero_phase(wide_stats: FxNormStats) -> None:
+    """The EQ output is time-aligned: its cross-correlation with the input peaks at lag 0."""
+    x = torch.from_numpy(strongly_varied()[:1])
+    y = FxNormalizer(wide_stats, steps=("eq",))(x, MIXED[:1])
+    a, b = x[0, 0].numpy(), y[0, 0].numpy()
+    corr = ss.correlate(b, a, mode="full", method="fft")
+    assert int(np.argmax(np.abs(corr))) - (a.size - 1) == 0
+    assert not np.allclose(a, b)
+
+
+def test_onset_peak_closed_form() -> None:
+    """Eight 1 kHz bursts at 0, -1, ..., -7 dB: the top quartile (0 and -1 dB) averages -0.5 dB
+    below the peak, i.e. -10.5 dB after peak normalization to -10 dBFS."""
+    t = np.arange(int(0.05 * SR)) / SR
+    burst = np.sin(2 * np.pi * 1000 * t) * np.hanning(t.size) ** 0.1
+    x = np.zeros(int(3.0 * SR))
+    for k in range(8):
+        start = int((0.1 + 0.35 * k) * SR)
+        x[start : start + t.size] = 10 ** (-k / 20) * burst
+    audio = torch.from_numpy(np.stack([x, 0.5 * x]))[None]
+    assert float(onset_peak_db(audio, SR)) == pytest.approx(-10.5, abs=0.05)
+    # scale invariant, silence finite
+    assert float(onset_peak_db(audio * 0.01, SR)) == pytest.approx(-10.5, abs=0.05)
+    assert math.isfinite(float(onset_peak_db(torch.zeros(1, 2, SR), SR)))
+
+
+def test_average_spectrum_matches_numpy() -> None:
+    x = stem_signal("drums", 5, seconds=1.0)
+    got = average_spectrum(torch.from_numpy(x)[None])[0].numpy()
+    np.testing.assert_allclose(got, np_spectrum(x), rtol=1e-7, atol=1e-10)
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI and bad input
+# ------------------------------------------------------------------------------------------------
+def test_cli_writes_loadable_json(
+    corpus: Path, stats: FxNormStats, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sub" / "stats.json"
+    assert stats_main([str(corpus), "-o", str(out), "--no-progress"]) == 0
+    loaded = FxNormStats.from_json(out)
+    assert loaded.stems == stats.stems
+    assert "vocals" in capsys.readouterr().out
+    assert stats_main([str(tmp_path / "nothing-here"), "-o", str(out)]) == 1
+    assert "error" in capsys.readouterr().err
+
+
+def test_bad_input_raises(wide_stats: FxNormStats, tmp_path: Path) -> None:
+    norm = FxNormalizer(wide_stats)
+    x = torch.zeros(2, 2, SR)
+    with pytest.raises(ValueError, match="unknown stem"):
+        norm(x, ["drums", "guitar"])
+    with pytest.raises(ValueError, match="2 stem names for a batch of"):
+        norm(torch.zeros(3, 2, SR), ["drums", "bass"])
+    with pytest.raises(ValueError, match="stem indices"):
+        norm(x, torch.tensor([0, 4]))
+    with pytest.raises(ValueError, match="integer"):
+        norm(x, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="channel"):
+        norm(torch.zeros(2, 1, SR), ["drums", "bass"])
+    with pytest.raises(ValueError, match="shape"):
+        norm(torch.zeros(2, SR), ["drums", "bass"])
+    with pytest.raises(ValueError, match="400 ms"):
+        norm(torch.zeros(2, 2, 1000), ["drums", "bass"])
+    only_drums = FxNormStats(stems={"drums": wide_stats.stems["drums"]})
+    with pytest.raises(ValueError, match=r"no entry for stem\(s\) \['bass'\]"):
+        FxNormalizer(only_drums)(x, ["drums", "bass"])
+    with pytest.raises(ValueError, match="unknown step"):
+        FxNormalizer(wide_stats, steps=("loudness", "reverb"))
+    with pytest.raises(ValueError, match="odd"):
+        FxNormalizer(wide_stats, eq_taps=1000)
+    (tmp_path / "song").mkdir()
+    (tmp_path / "song" / "readme.txt").write_text("no audio")
+    with pytest.raises(ValueError, match="no stem files"):
+        compute_stats(tmp_path, progress=False)
+    with pytest.raises(ValueError, match="not a folder"):
+        compute_stats(tmp_path / "missing", progress=False)
+    with pytest.raises(ValueError, match="format"):
+        FxNormStats.from_json('{"stems": {}}')
+    with pytest.raises(ValueError, match="unknown stem"):
+        FxNormStats(stems={"piano": wide_stats.stems["drums"]})
+    with pytest.raises(ValueError, match="spectrum"):
+        FxNormStats(stems={"drums": dataclasses.replace(wide_stats.stems["drums"], spectrum=[1.0])})
+    with pytest.raises(ValueError, match="mid_fraction"):
+        StemStats(-20.0, 1.5, -12.0, 1.0, 10.0, 100.0, 4.0)

@@ -1,0 +1,168 @@
+"""Tests of fxdsp.scheduler.ProbabilityScheduler: direction, bounds, fixed point, resume, logs."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from fxdsp.scheduler import DEFAULT_EFFECTS, DEFAULT_INITIAL, ProbabilityScheduler
+
+# A fixed "encoder": imager is the hardest effect, eq the easiest.
+SCORES = {
+    "eq": 0.95,
+    "compressor": 0.85,
+    "pan": 0.7,
+    "imager": 0.4,
+    "reverb": 0.8,
+    "gain": 0.75,
+}
+
+
+def _noisy_scores(rng: random.Random) -> dict[str, float]:
+    return {e: min(max(s + rng.uniform(-0.05, 0.05), 0.0), 1.0) for e, s in SCORES.items()}
+
+
+def test_hardest_rises_easiest_falls_and_bounds_hold() -> None:
+    sched = ProbabilityScheduler()
+    start = sched.probabilities
+    assert start == DEFAULT_INITIAL
+    rng = random.Random(0)
+    imager, eq = [start["imager"]], [start["eq"]]
+    for _ in range(200):
+        probs = sched.update(_noisy_scores(rng))
+        assert set(probs) == set(DEFAULT_EFFECTS)
+        for p in probs.values():
+            assert 0.1 <= p <= 0.95
+        imager.append(probs["imager"])
+        eq.append(probs["eq"])
+    assert imager[-1] > start["imager"] + 0.1
+    assert eq[-1] < start["eq"] - 0.2
+    # Monotone after the EMA settles (noise is small against the score gaps).
+    assert imager[-1] >= imager[20] and eq[-1] <= eq[20]
+
+
+def test_bounds_with_extreme_scores() -> None:
+    sched = ProbabilityScheduler(p_min=0.2, p_max=0.6, initial=dict.fromkeys(DEFAULT_EFFECTS, 0.4))
+    for k in range(300):
+        probs = sched.update({e: float((k + i) % 2) for i, e in enumerate(DEFAULT_EFFECTS)})
+        assert all(0.2 <= p <= 0.6 for p in probs.values())
+    sched = ProbabilityScheduler(step=1.0, momentum=0.0, temperature=1e-3)
+    probs = sched.update({"imager": 0.0, "eq": 1.0})
+    assert probs["imager"] <= 0.95 and probs["eq"] >= 0.1
+    assert probs["imager"] == pytest.approx(0.95, abs=1e-3)
+    assert probs["eq"] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_constant_scores_converge_to_closed_form_fixed_point() -> None:
+    p_min, p_max, tau = 0.1, 0.95, 0.1
+    sched = ProbabilityScheduler(p_min=p_min, p_max=p_max, momentum=0.9, step=0.1, temperature=tau)
+    for _ in range(600):
+        probs = sched.update(SCORES)
+    # Closed form: d_e = 1 - s_e; t_e = p_min + (p_max - p_min) σ(logit(u0_e) + (d_e - d̄)/τ).
+    diff = {e: 1.0 - s for e, s in SCORES.items()}
+    mean = sum(diff.values()) / len(diff)
+    for e, d in diff.items():
+        u0 = (DEFAULT_INITIAL[e] - p_min) / (p_max - p_min)
+        z = math.log(u0 / (1 - u0)) + (d - mean) / tau
+        expected = p_min + (p_max - p_min) / (1 + math.exp(-z))
+        assert probs[e] == pytest.approx(expected, abs=1e-9), e
+    # A fixed point: one more update changes nothing.
+    again = sched.update(SCORES)
+    assert max(abs(again[e] - probs[e]) for e in probs) < 1e-12
+
+
+def test_equal_scores_keep_initial_probabilities() -> None:
+    sched = ProbabilityScheduler()
+    for _ in range(50):
+        probs = sched.update(dict.fromkeys(DEFAULT_EFFECTS, 0.6))
+    for e in DEFAULT_EFFECTS:
+        assert probs[e] == pytest.approx(DEFAULT_INITIAL[e], abs=1e-12)
+
+
+def test_state_dict_round_trip_continues_exactly() -> None:
+    rng = random.Random(1)
+    seq = [_noisy_scores(rng) for _ in range(60)]
+    a = ProbabilityScheduler(momentum=0.8, step=0.2)
+    for s in seq[:25]:
+        a.update(s)
+    state = a.state_dict()
+    b = ProbabilityScheduler()  # other configuration: the state restores it
+    b.load_state_dict(state)
+    assert b.probabilities == a.probabilities and b.difficulty == a.difficulty
+    assert b.momentum == 0.8 and b.step == 0.2 and b.num_updates == 25
+    for s in seq[25:]:
+        assert a.update(s) == b.update(s)  # bitwise identical trajectories
+    with pytest.raises(ValueError, match="format"):
+        b.load_state_dict({"probabilities": {}})
+
+
+def test_probabilities_feed_sample_params() -> None:
+    manipulator = pytest.importorskip("fxdsp.manipulator")
+    sched = ProbabilityScheduler()
+    sched.update(SCORES)
+    params = manipulator.sample_params(8, probabilities=sched.probabilities)
+    assert params is not None and len(params.active) == 8
+
+
+def test_log_to_writes_tensorboard_events(tmp_path) -> None:
+    tensorboard = pytest.importorskip("torch.utils.tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    sched = ProbabilityScheduler()
+    writer = tensorboard.SummaryWriter(log_dir=str(tmp_path))
+    expected: dict[str, list[float]] = {e: [] for e in DEFAULT_EFFECTS}
+    for step in range(5):
+        probs = sched.update(SCORES)
+        sched.log_to(writer, step)
+        for e in DEFAULT_EFFECTS:
+            expected[e].append(probs[e])
+    writer.close()
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    for e in DEFAULT_EFFECTS:
+        assert f"fx_prob/{e}" in tags and f"fx_difficulty/{e}" in tags
+        events = acc.Scalars(f"fx_prob/{e}")
+        assert [ev.step for ev in events] == list(range(5))
+        # TensorBoard stores float32.
+        assert [ev.value for ev in events] == pytest.approx(expected[e], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"p_min": 0.9, "p_max": 0.2}, "greater than"),
+        ({"effects": ("eq", "flanger")}, "unknown effect"),
+        ({"effects": ("eq", "eq")}, "duplicates"),
+        ({"initial": {"eq": 0.99}}, "outside"),
+        ({"initial": {"chorus": 0.5}}, "unknown effect"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"step": 0.0}, "step"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"p_max": 1.5}, r"\[0, 1\]"),
+    ],
+)
+def test_bad_config_raises(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        ProbabilityScheduler(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("scores", "match"),
+    [
+        ({"flanger": 0.5}, "unknown effect"),
+        ({"eq": 1.5}, r"\[0, 1\]"),
+        ({"eq": -0.1}, r"\[0, 1\]"),
+        ({"eq": float("nan")}, "finite"),
+        ({"eq": "high"}, "number"),
+    ],
+)
+def test_bad_scores_raise_and_change_nothing(scores: dict, match: str) -> None:
+    sched = ProbabilityScheduler()
+    sched.update({"pan": 0.2})
+    before = sched.state_dict()
+    with pytest.raises(ValueError, match=match):
+        sched.update({"pan": 0.3, **scores})
+    assert sched.state_dict() == before
