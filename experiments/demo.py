@@ -26,7 +26,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from fxdsp.functional.filters import parametric_eq
 from fxdsp.functional.loudness import k_weighting_sos, loudness, normalize_loudness
 from fxdsp.functional.reverb import reverb
 from fxdsp.functional.stereo import pan, stereo_imager
+from fxdsp.io import atomic_write
 from fxdsp.kernels.iir import sosfilt
 
 __all__ = ["CHAIN", "DRY_LUFS", "SOURCES", "format_report", "main", "run_demo", "synth_music"]
@@ -455,28 +455,11 @@ def average_spectrum(
 # ---------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``.
-
-    A crash or an error leaves either the old file or the complete new one, never a partial
-    file, and removes the temporary file.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_wav(path: Path, audio: Tensor, sample_rate: int) -> None:
     import soundfile as sf
 
     data = audio.detach()[0].to(torch.float32).cpu().numpy().T  # (samples, channels)
-    _atomic_write(path, lambda tmp: sf.write(tmp, data, sample_rate, "FLOAT", format="WAV"))
+    atomic_write(path, lambda tmp: sf.write(tmp, data, sample_rate, "FLOAT", format="WAV"))
 
 
 def _plot(path: Path, dry: Tensor, wet: Tensor, sample_rate: float, summary: dict) -> None:
@@ -563,7 +546,7 @@ def _plot(path: Path, dry: Tensor, wet: Tensor, sample_rate: float, summary: dic
         "mixfx demo: EQ → compressor → stereo imager → reverb → loudness normalization",
         fontsize="large",
     )
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
 
 
@@ -574,7 +557,7 @@ def _write_json(path: Path, obj: dict) -> None:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fxdsp.io import atomic_write_text
+
 __all__ = [
     "EFFECTS",
     "PARAM_LIMITS",
@@ -316,7 +318,7 @@ class ChainConfig:
         """Serialize to JSON text; also write it to ``path`` if given."""
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
-            Path(path).write_text(text + "\n")
+            atomic_write_text(path, text + "\n")
         return text
 
     @classmethod
@@ -349,5 +351,5 @@ class ChainConfig:
             raise ImportError("ChainConfig.to_yaml needs PyYAML (pip install pyyaml)") from err
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
-            Path(path).write_text(text)
+            atomic_write_text(path, text)
         return text

@@ -5,6 +5,10 @@ Subcommands:
     write ``dry.wav``, ``wet.wav``, ``spectra.png`` and ``summary.json`` (see
     ``experiments/demo.py``; needs the ``io`` and ``plot`` extras).
     ``mixfx version``: print the versions of mixfx, torch and Python.
+    ``mixfx fxnorm-stats DATA_DIR -o stats.json``: FX-normalization statistics of a multitrack
+    folder (see ``fxdsp/normalize.py``).
+    ``mixfx corpus build``: render the offline multitrack corpus from Debian-packaged MIDI songs
+    with fluidsynth (see ``fxdata/corpus.py``; needs the ``data`` extra and ``fluidsynth``).
 
 Optional packages (soundfile, matplotlib, tqdm) are imported only inside the subcommand that needs
 them, so ``import fxdsp`` never pulls them in.
@@ -137,6 +141,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_demo_arguments(demo)
     sub.add_parser("version", help="print the versions of mixfx, torch and Python")
+    corpus = sub.add_parser("corpus", help="build the offline multitrack corpus")
+    corpus_sub = corpus.add_subparsers(dest="corpus_command", metavar="ACTION", required=True)
+    build = corpus_sub.add_parser(
+        "build",
+        help="render MIDI songs from Debian packages into 4-stem FLAC songs (MUSDB layout)",
+        description=(
+            "Render the MIDI songs of the installed Debian packages (openttd-openmsx, "
+            "planetblupi-music-midi, freedoom, mma) with fluidsynth into drums/bass/other/vocals "
+            "stems and their mixture, with a corpus.json. Re-running skips finished songs."
+        ),
+    )
+    build.add_argument(
+        "--out", metavar="DIR", type=Path, default=Path("data/corpus"),
+        help="corpus folder (default: data/corpus)",
+    )  # fmt: skip
+    build.add_argument(
+        "--source", metavar="NAME", action="append", dest="sources",
+        help="a MIDI source to use (repeatable; default: every installed one)",
+    )  # fmt: skip
+    build.add_argument(
+        "--midi-dir", metavar="DIR", action="append", type=Path, default=[],
+        help=(
+            "a folder of .mid files to render (repeatable); without --source, only these "
+            "folders are rendered"
+        ),
+    )  # fmt: skip
+    build.add_argument(
+        "--soundfont", metavar="FILE", action="append", dest="soundfonts",
+        help="a SoundFont to render with (repeatable; default: all in /usr/share/sounds/sf2|sf3)",
+    )  # fmt: skip
+    build.add_argument(
+        "--max-seconds", metavar="S", type=_number_in_range(float, 10.0, 3600.0, "seconds"),
+        default=240.0, help="cut songs longer than this, in seconds (default: 240)",
+    )  # fmt: skip
+    build.add_argument(
+        "--workers", metavar="N", type=_number_in_range(int, 1, 64, "worker count"), default=2,
+        help="parallel rendering processes (default: 2)",
+    )  # fmt: skip
+    build.add_argument(
+        "--limit", metavar="N", type=_number_in_range(int, 1, 10**6, "song count"), default=None,
+        help="render at most N songs (default: all)",
+    )  # fmt: skip
+    build.add_argument(
+        "--seed", metavar="N", type=_number_in_range(int, 0, 2**31 - 1, "seed"), default=0,
+        help="seed of the per-song SoundFont and instrument choices (default: 0)",
+    )  # fmt: skip
+    build.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    stats = sub.add_parser(
+        "fxnorm-stats",
+        add_help=False,
+        help="compute FX-normalization statistics from a multitrack folder (DATA_DIR -o FILE)",
+    )
+    stats.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -204,6 +261,35 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_corpus(args: argparse.Namespace) -> int:
+    _require("soundfile", "data", "mixfx corpus build")
+    _require("mido", "data", "mixfx corpus build")
+    if not args.no_progress:
+        _require("tqdm", "data", "mixfx corpus build")
+    from fxdata.corpus import RenderOptions, build_corpus
+
+    try:
+        summary = build_corpus(
+            args.out,
+            sources=args.sources or ([] if args.midi_dir else None),
+            midi_dirs=args.midi_dir,
+            soundfonts=args.soundfonts,
+            options=RenderOptions(max_seconds=args.max_seconds, seed=args.seed),
+            workers=args.workers,
+            limit=args.limit,
+            progress=not args.no_progress,
+        )
+    except (RuntimeError, ValueError, FileNotFoundError) as err:
+        raise CLIError(str(err)) from None
+    print(
+        f"corpus {args.out}: {summary['songs_total']} songs, {summary['hours']:.2f} hours "
+        f"(per source {summary['per_source']}, per split {summary['per_split']}), "
+        f"{summary['rendered_this_run']} rendered in {summary['build_seconds']:.0f} s, "
+        f"{len(summary['skipped'])} skipped"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``mixfx`` command line.
 
@@ -220,7 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 2
     if args.command is None:
         parser.print_help(sys.stderr)
-        print(f"\n{PROG}: error: a command is required (demo or version)", file=sys.stderr)
+        print(
+            f"\n{PROG}: error: a command is required (demo, version, corpus or fxnorm-stats)",
+            file=sys.stderr,
+        )
         return 2
     try:
         if args.command == "version":
@@ -228,6 +317,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "demo":
             return _cmd_demo(args)
+        if args.command == "corpus":
+            return _cmd_corpus(args)
+        if args.command == "fxnorm-stats":
+            from fxdsp.normalize import stats_main
+
+            try:
+                return stats_main(args.args)
+            except SystemExit as exit_:  # its own argparse: --help or bad arguments
+                return exit_.code if isinstance(exit_.code, int) else 2
         raise CLIError(f"unhandled command {args.command!r}")  # pragma: no cover
     except CLIError as err:
         print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)

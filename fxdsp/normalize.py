@@ -73,6 +73,7 @@ from fxdsp._checks import check_audio, check_sample_rate
 from fxdsp.functional.dynamics import compressor
 from fxdsp.functional.loudness import loudness, normalize_loudness
 from fxdsp.functional.reverb import convolve
+from fxdsp.io import atomic_write_text
 
 __all__ = [
     "N_FFT",
@@ -261,7 +262,7 @@ class FxNormStats:
         """Serialize to JSON text; also write it to ``path`` if given."""
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
+            atomic_write_text(path, text + "\n")
         return text
 
     @classmethod

@@ -157,3 +157,26 @@ def test_python_m_experiments_demo_help() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "--sample-rate" in proc.stdout
+
+
+def test_fxnorm_stats_subcommand_writes_loadable_stats(tmp_path) -> None:
+    """``mixfx fxnorm-stats`` reaches fxdsp.normalize.stats_main; bad folders give exit 1."""
+    import numpy as np
+    import soundfile as sf
+
+    from fxdsp.cli import main
+    from fxdsp.normalize import FxNormStats
+
+    rng = np.random.default_rng(0)
+    for song in ("a", "b"):
+        folder = tmp_path / "data" / song
+        folder.mkdir(parents=True)
+        for stem in ("drums", "bass", "other", "vocals"):
+            audio = 0.1 * rng.standard_normal((44100, 2)) * np.linspace(0, 1, 44100)[:, None] ** 2
+            sf.write(folder / f"{stem}.wav", audio, 44100)
+    out = tmp_path / "stats.json"
+    assert main(["fxnorm-stats", str(tmp_path / "data"), "-o", str(out), "--no-progress"]) == 0
+    stats = FxNormStats.from_json(out)
+    assert set(stats.stems) == {"drums", "bass", "other", "vocals"}
+    assert main(["fxnorm-stats", str(tmp_path / "missing"), "-o", str(out)]) == 1
+    assert main(["fxnorm-stats", "--bogus-option"]) == 2

@@ -187,22 +187,3 @@ def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sample_rate"):
         demo.run_demo(tmp_path / "b", sample_rate=8000)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
-
-
-def test_atomic_write_keeps_the_old_file_and_leaves_no_part(tmp_path: Path) -> None:
-    target = tmp_path / "result.json"
-    target.write_text("old")
-
-    def failing(tmp: str) -> None:
-        Path(tmp).write_text("half a fi")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError, match="disk full"):
-        demo._atomic_write(target, failing)
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
-
-    demo._atomic_write(target, lambda tmp: Path(tmp).write_text("new"))
-    assert target.read_text() == "new"
-    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
-    assert target.stat().st_mode & 0o777 == 0o644

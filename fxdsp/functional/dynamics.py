@@ -102,19 +102,19 @@ def compressor(
     alpha_attack = _pole(_time_param(attack_ms, work, "attack_ms"), fs)
     alpha_release = _pole(_time_param(release_ms, work, "release_ms"), fs)
 
-    # Gain computer on (batch, samples), levels in units of 20 dB (l = L / 20, e = (L - T) / 20)
-    # to save a full-size multiply. The static curve as one branch-free expression:
-    #   c = slope (20 max(e, 0) + (20 v)^2 / (2 W)),  v = max(W / 40 - |e|, 0),  slope = 1/R - 1,
-    # equal to the three-branch curve for W > 0 and to the hard knee at W = 0; its derivative in
-    # W at W = 0 is the exact one-sided limit (0 away from the threshold).
-    level = torch.log10(work.abs().max(dim=1).values.clamp_min(_LEVEL_FLOOR))
-    excess = level - threshold / 20.0
-    in_knee = (knee / 40.0 - excess.abs()).clamp_min(0.0)
+    # Gain computer on (batch, samples), levels in units of 20 dB (e = (L - T) / 20). The static
+    # curve as one branch-free expression, equal to the three-branch curve for W > 0 and to the
+    # hard knee at W = 0 (its derivative in W at W = 0 is the exact one-sided limit):
+    #   c = slope (20 max(e, 0) + 200 v^2 / W),  v = max(W / 40 - |e|, 0),  slope = 1/R - 1.
+    # In-place steps only touch tensors that no backward formula saved (each large temporary
+    # costs an allocation and its page faults).
     slope = ratio_t.clamp_min(1.0).reciprocal() - 1.0
-    knee_coef = slope * (200.0 / knee.clamp_min(_KNEE_EPS))  # slope 20^2 / (2 W)
-    static_gain = torch.addcmul(excess.clamp_min(0.0) * (20.0 * slope), in_knee.square(), knee_coef)
+    knee_coef = slope * (200.0 / knee.clamp_min(_KNEE_EPS))
+    excess = torch.log10(work.abs().amax(dim=1).clamp_min(_LEVEL_FLOOR)).sub_(threshold / 20.0)
+    in_knee = excess.abs().neg_().add_(knee / 40.0).relu_()
+    static_gain = in_knee.square().mul_(knee_coef).addcmul_(excess.relu(), 20.0 * slope)
 
     gain_db = smooth_gain(static_gain, alpha_attack, alpha_release)
-    gain = torch.exp(torch.add(makeup * _DB_TO_NEPER, gain_db, alpha=_DB_TO_NEPER))
+    gain = torch.add(makeup * _DB_TO_NEPER, gain_db, alpha=_DB_TO_NEPER).exp_()
     y = work * gain.unsqueeze(1)
     return y if y.dtype == x.dtype else y.to(x.dtype)
