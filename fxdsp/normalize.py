@@ -293,6 +293,17 @@ class FxNormStats:
         res = importlib.resources.files("fxdsp") / "data" / "fxnorm_musdb18_reference.json"
         return cls.from_json(res.read_text(encoding="utf-8"))
 
+    @classmethod
+    def corpus_default(cls) -> FxNormStats:
+        """Full statistics (spectra included) of the project's own corpus, train split.
+
+        Computed by ``mixfx fxnorm-stats data/corpus/train -o fxdsp/data/fxnorm_corpus.json``
+        on the MIDI-rendered corpus of ``mixfx corpus build`` (79 songs). Users training on
+        MUSDB18 should compute their own with the same command on its training set.
+        """
+        res = importlib.resources.files("fxdsp") / "data" / "fxnorm_corpus.json"
+        return cls.from_json(res.read_text(encoding="utf-8"))
+
 
 # ------------------------------------------------------------------------------------------------
 # Measurements (batched)

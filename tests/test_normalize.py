@@ -455,3 +455,18 @@ def test_bad_input_raises(wide_stats: FxNormStats, tmp_path: Path) -> None:
         FxNormStats(stems={"drums": dataclasses.replace(wide_stats.stems["drums"], spectrum=[1.0])})
     with pytest.raises(ValueError, match="mid_fraction"):
         StemStats(-20.0, 1.5, -12.0, 1.0, 10.0, 100.0, 4.0)
+
+
+def test_shipped_corpus_stats_load_and_normalize() -> None:
+    """The default stats shipped in the package have every stem, spectra, and work end to end."""
+    stats = FxNormStats.corpus_default()
+    assert set(stats.stems) == {"drums", "bass", "other", "vocals"}
+    for st in stats.stems.values():
+        assert st.spectrum is not None and len(st.spectrum) == stats.n_fft // 2 + 1
+        assert st.count > 0 and -40.0 < st.loudness_lufs < -10.0 and 0.5 < st.mid_fraction <= 1.0
+    x = torch.tensor(np.stack([music(44100, 3.0, seed=s) for s in range(2)]), dtype=torch.float32)
+    y = FxNormalizer(stats)(x, ["vocals", "bass"])
+    meter = pyloudnorm.Meter(44100)
+    for i, stem in enumerate(["vocals", "bass"]):
+        lufs = meter.integrated_loudness(y[i].double().numpy().T)
+        assert abs(lufs - stats.stems[stem].loudness_lufs) < 0.5
