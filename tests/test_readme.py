@@ -35,3 +35,23 @@ def test_manipulator_example_runs_and_makes_positive_pairs() -> None:
     assert bool(ns["four_fx"].active[:, [0, 1, 3, 5]].all())
     assert not bool(ns["four_fx"].active[:, [2, 4]].any())
     assert "item 0" in params.describe(0)
+
+
+def test_fx_normalization_example_runs() -> None:
+    """The FxNormalizer snippet, given four stems of music (``audio`` is the reader's)."""
+    import numpy as np
+    from signals import music
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    block = next(b for b in blocks if "FxNormalizer" in b)
+    audio = torch.tensor(
+        np.stack([music(44100, 2.0, seed=s) for s in range(4)]), dtype=torch.float32
+    )
+    ns: dict = {"audio": audio}
+    exec(compile(block, "README.md", "exec"), ns)
+    out = ns["normalized"]
+    assert out.shape == audio.shape and torch.isfinite(out).all()
+    meter = pyln.Meter(44100)
+    for i, stem in enumerate(["drums", "bass", "other", "vocals"]):
+        target = ns["stats"].stems[stem].loudness_lufs
+        assert abs(meter.integrated_loudness(out[i].double().numpy().T) - target) < 0.5
