@@ -150,10 +150,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_fn(fn: Fn, x: torch.Tensor, params: dict, backward: bool, repeats: int) -> float:
-    """Median seconds of ``repeats`` runs after one warm-up run."""
+def time_fn(
+    fn: Fn, x: torch.Tensor, params: dict, backward: bool, repeats: int, warmup: bool = True
+) -> float:
+    """Median seconds of ``repeats`` runs after one warm-up run (if ``warmup``)."""
     times = []
-    for i in range(repeats + 1):
+    for i in range(0 if warmup else 1, repeats + 1):
         xi = x.detach().clone().requires_grad_(backward)
         pi = {
             k: v.detach().clone().requires_grad_(backward and v.is_floating_point())
@@ -217,9 +219,10 @@ def main() -> None:
         bwd = time_fn(ours, x, params, True, args.repeats)
         row = {"effect": name, "ours_fwd": fwd, "ours_bwd": bwd}
         if dasp is not None and not args.no_dasp:
-            reps = args.dasp_reverb_repeats if name == "reverb" else args.repeats
-            row["dasp_fwd"] = time_fn(dasp, x, params, False, reps)
-            row["dasp_bwd"] = time_fn(dasp, x, params, True, reps)
+            slow = name == "reverb"  # minutes per call: no warm-up (nothing to compile)
+            reps = args.dasp_reverb_repeats if slow else args.repeats
+            row["dasp_fwd"] = time_fn(dasp, x, params, False, reps, warmup=not slow)
+            row["dasp_bwd"] = time_fn(dasp, x, params, True, reps, warmup=not slow)
         if torch.cuda.is_available():
             xc = x.cuda()
             pc = {k: v.cuda() for k, v in params.items()}

@@ -402,6 +402,8 @@ def smooth_gain_backward(
         ``(grad_c, grad_alpha_a, grad_alpha_r)``: ``(batch, samples)`` in ``c``'s dtype and two
         ``(batch,)`` float64 tensors.
     """
+    # Detached views: ``__cuda_array_interface__`` and ``.numpy()`` refuse tensors needing grad.
+    g, c, mask = g.detach().contiguous(), c.detach().contiguous(), mask.detach().contiguous()
     grad_g = grad_g.detach().to(c.dtype).contiguous()
     alpha_a = alpha_a.detach().to(torch.float64).contiguous()
     alpha_r = alpha_r.detach().to(torch.float64).contiguous()
@@ -425,9 +427,7 @@ class _SmoothGain(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad_g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         g, c, mask, alpha_a, alpha_r = ctx.saved_tensors
-        grad_c, grad_aa, grad_ar = smooth_gain_backward(
-            grad_g, g, c.contiguous(), mask, alpha_a, alpha_r
-        )
+        grad_c, grad_aa, grad_ar = smooth_gain_backward(grad_g, g, c, mask, alpha_a, alpha_r)
         need_c, need_a, need_r = ctx.needs_input_grad
         return (
             grad_c if need_c else None,
