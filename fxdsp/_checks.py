@@ -22,11 +22,22 @@ ParamLike = float | int | Tensor
 __all__ = [
     "ParamLike",
     "as_band_param",
+    "as_number",
     "as_param",
     "check_audio",
     "check_finite",
     "check_sample_rate",
 ]
+
+
+def as_number(value: object, name: str) -> float:
+    """``value`` as a finite float, or ``ValueError`` naming ``name`` (bools are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number}")
+    return number
 
 
 def check_finite(x: Tensor, name: str = "x") -> None:

@@ -69,7 +69,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from fxdsp._checks import check_audio, check_sample_rate
+from fxdsp._checks import as_number, check_audio, check_sample_rate
 from fxdsp.functional.dynamics import compressor
 from fxdsp.functional.loudness import loudness, normalize_loudness
 from fxdsp.functional.reverb import convolve
@@ -128,13 +128,6 @@ _HAAS_GAIN = 0.5
 # ------------------------------------------------------------------------------------------------
 # Statistics
 # ------------------------------------------------------------------------------------------------
-def _finite(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
 
 
 @dataclass
@@ -174,7 +167,7 @@ class StemStats:
             "release_ms",
             "ratio",
         ):
-            setattr(self, name, _finite(getattr(self, name), name))
+            setattr(self, name, as_number(getattr(self, name), name))
         if not -100.0 <= self.loudness_lufs <= 10.0:
             raise ValueError(f"loudness_lufs must be in [-100, 10], got {self.loudness_lufs}")
         if not 0.0 < self.mid_fraction <= 1.0:
@@ -186,7 +179,7 @@ class StemStats:
         if self.ratio < 1:
             raise ValueError(f"ratio must be >= 1, got {self.ratio}")
         if self.spectrum is not None:
-            spec = [_finite(v, "spectrum value") for v in self.spectrum]
+            spec = [as_number(v, "spectrum value") for v in self.spectrum]
             if any(v < 0 for v in spec):
                 raise ValueError("spectrum values must be >= 0 (magnitudes)")
             self.spectrum = spec

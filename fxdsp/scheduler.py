@@ -36,6 +36,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from fxdsp._checks import as_number
+
 __all__ = ["DEFAULT_EFFECTS", "DEFAULT_INITIAL", "ProbabilityScheduler", "ScalarWriter"]
 
 #: The effects of :mod:`fxdsp.manipulator` (the keys of ``sample_params(probabilities=...)``).
@@ -59,15 +61,6 @@ class ScalarWriter(Protocol):
 
     def add_scalar(self, tag: str, scalar_value: float, global_step: int) -> Any:
         """Record one scalar."""
-
-
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
 
 
 def _sigmoid(z: float) -> float:
@@ -126,19 +119,19 @@ class ProbabilityScheduler:
                 f"unknown effect(s) {sorted(unknown_effects)}; the chain's effects are "
                 f"{DEFAULT_EFFECTS}"
             )
-        p_min = _number(p_min, "p_min")
-        p_max = _number(p_max, "p_max")
+        p_min = as_number(p_min, "p_min")
+        p_max = as_number(p_max, "p_max")
         if not 0.0 <= p_min <= 1.0 or not 0.0 <= p_max <= 1.0:
             raise ValueError(f"p_min and p_max must be in [0, 1], got {p_min}, {p_max}")
         if p_min > p_max:
             raise ValueError(f"p_min={p_min} is greater than p_max={p_max}")
-        momentum = _number(momentum, "momentum")
+        momentum = as_number(momentum, "momentum")
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        step = _number(step, "step")
+        step = as_number(step, "step")
         if not 0.0 < step <= 1.0:
             raise ValueError(f"step must be in (0, 1], got {step}")
-        temperature = _number(temperature, "temperature")
+        temperature = as_number(temperature, "temperature")
         if temperature <= 0.0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
 
@@ -149,7 +142,7 @@ class ProbabilityScheduler:
             raise ValueError(f"initial names unknown effect(s) {sorted(unknown)}; known {effects}")
         init: dict[str, float] = {}
         for e in effects:
-            p = _number(initial.get(e, 0.5 * (p_min + p_max)), f"initial[{e!r}]")
+            p = as_number(initial.get(e, 0.5 * (p_min + p_max)), f"initial[{e!r}]")
             if not p_min <= p <= p_max:
                 raise ValueError(
                     f"initial probability of {e!r} is {p}, outside [p_min, p_max] = "
@@ -218,7 +211,7 @@ class ProbabilityScheduler:
         for e, s in scores.items():
             if e not in self._difficulty:
                 raise ValueError(f"unknown effect {e!r}; known effects: {self.effects}")
-            s = _number(s, f"score of {e!r}")
+            s = as_number(s, f"score of {e!r}")
             if not 0.0 <= s <= 1.0:
                 raise ValueError(f"score of {e!r} must be in [0, 1], got {s}")
             checked[e] = s

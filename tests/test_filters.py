@@ -275,3 +275,46 @@ def test_functional_sosfilt_checks_its_input() -> None:
         checked(x, bad)
     with pytest.raises(ValueError, match="batch"):
         checked(x, sos.unsqueeze(0).expand(3, -1, -1))
+
+
+_FORK_SCRIPT = """
+import os, torch
+from fxdsp.functional import loudness, parametric_eq
+
+def run():
+    gen = torch.Generator().manual_seed(0)
+    x = (0.3 * torch.randn(3, 2, 20000, generator=gen, dtype=torch.float64)).requires_grad_()
+    g = torch.tensor([[3.0, -2.0, 1.0, 4.0, -5.0]] * 3, dtype=torch.float64, requires_grad=True)
+    y = parametric_eq(x, 44100, g, [80, 400, 1500, 5000, 9000], [0.7, 1.0, 2.0, 1.0, 0.7])
+    y.square().sum().backward()
+    return y.detach(), x.grad, g.grad, loudness(y.detach(), 44100)
+
+parent = run()  # the parallel (OpenMP) kernels run in the parent before the fork
+pid = os.fork()
+if pid == 0:
+    torch.set_num_threads(1)  # as torch's DataLoader does in its workers
+    child = run()
+    os._exit(0 if all(torch.equal(a, b) for a, b in zip(parent, child)) else 3)
+_, status = os.waitpid(pid, 0)
+print("FORK-STATUS", status)
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_eq_and_loudness_work_in_forked_child_after_parent_used_them() -> None:
+    """Fork-started DataLoader workers run the serial kernels (GNU OpenMP aborts otherwise)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", _FORK_SCRIPT],
+        cwd=root,
+        env={**__import__("os").environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0 and "FORK-STATUS 0" in proc.stdout, proc.stdout + proc.stderr

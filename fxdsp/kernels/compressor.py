@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import warnings
 from typing import Any
 
@@ -47,6 +46,8 @@ import torch
 from numba import prange
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
+
+from fxdsp.kernels import in_forked_child
 
 __all__ = [
     "backward_cpu",
@@ -197,12 +198,9 @@ def backward_cpu(
         )
 
 
-# Numba's default OpenMP threading layer aborts a forked child that runs a parallel region after
-# its parent did ("fork() called from a process already using GNU OpenMP"), which would kill
-# fork-started DataLoader workers. A forked child therefore runs serial builds of the same
-# kernels; workers are parallel among themselves anyway. (They are separate functions: a second
-# ``njit`` of the same Python function would share, and load, the parallel one's cache entry.)
-_in_forked_child = False
+# Serial twins of the parallel kernels, for forked children (see ``fxdsp.kernels``). They are
+# separate functions: a second ``njit`` of the same Python function would share, and load, the
+# parallel one's cache entry.
 
 
 @numba.njit(cache=True, nogil=True)
@@ -231,18 +229,9 @@ def _backward_serial(
         )
 
 
-def _mark_forked_child() -> None:
-    global _in_forked_child
-    _in_forked_child = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_mark_forked_child)
-
-
 def _cpu_kernel(kernel_index: int) -> Any:
     """The CPU kernel to use in this process (parallel, or serial in a forked child)."""
-    if _in_forked_child:
+    if in_forked_child():
         return _forward_serial if kernel_index == 0 else _backward_serial
     return forward_cpu if kernel_index == 0 else backward_cpu
 

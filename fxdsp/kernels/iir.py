@@ -6,11 +6,11 @@ coefficients, so a whole batch of different EQs runs in one call.
 
 Two implementations, one result:
 
-* CPU: a Numba kernel, parallel over rows (``batch × channels``), running all sections per
-  sample in float64 (transposed direct form II) whatever the input dtype. Its backward is a
-  second kernel: a forward sweep that keeps every section's input, then one reverse-time sweep
-  that runs the adjoint recursions of all sections at once and accumulates the coefficient
-  gradients.
+* CPU: a Numba kernel, parallel over rows (``batch × channels``; serial in a forked child, see
+  :mod:`fxdsp.kernels`), running all sections per sample in float64 (transposed direct form II)
+  whatever the input dtype. Its backward is a second kernel: a forward sweep that keeps every
+  section's input, then one reverse-time sweep that runs the adjoint recursions of all sections
+  at once and accumulates the coefficient gradients.
 * Any other device (CUDA): a chunked parallel scan in plain torch ops. Within chunks of ``M``
   samples the all-pole part is an exact Toeplitz matrix product with the section's impulse
   response; the state carried from chunk to chunk is an affine recursion solved by a
@@ -35,28 +35,92 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fxdsp.kernels import in_forked_child
+
 __all__ = ["sosfilt", "sosfilt_scan"]
 
 
-@numba.njit(parallel=True, cache=True, fastmath=False)
-def _sosfilt_forward(x: np.ndarray, b: np.ndarray, a: np.ndarray, y: np.ndarray) -> None:
-    rows, samples = x.shape
+@numba.njit(cache=True, nogil=True)
+def _forward_row(x: np.ndarray, b: np.ndarray, a: np.ndarray, y: np.ndarray, r: int) -> None:
     sections = b.shape[1]
-    for r in numba.prange(rows):
-        z1 = np.zeros(sections)
-        z2 = np.zeros(sections)
-        for n in range(samples):
-            v = np.float64(x[r, n])
-            for k in range(sections):
-                out = b[r, k, 0] * v + z1[k]
-                z1[k] = b[r, k, 1] * v - a[r, k, 0] * out + z2[k]
-                z2[k] = b[r, k, 2] * v - a[r, k, 1] * out
-                v = out
-            y[r, n] = v
+    z1 = np.zeros(sections)
+    z2 = np.zeros(sections)
+    for n in range(x.shape[1]):
+        v = np.float64(x[r, n])
+        for k in range(sections):
+            out = b[r, k, 0] * v + z1[k]
+            z1[k] = b[r, k, 1] * v - a[r, k, 0] * out + z2[k]
+            z2[k] = b[r, k, 2] * v - a[r, k, 1] * out
+            v = out
+        y[r, n] = v
 
 
-@numba.njit(parallel=True, cache=True, fastmath=False)
-def _sosfilt_backward(
+@numba.njit(cache=True, nogil=True)
+def _backward_row(
+    x: np.ndarray,
+    b: np.ndarray,
+    a: np.ndarray,
+    grad_y: np.ndarray,
+    grad_x: np.ndarray,
+    grad_b: np.ndarray,
+    grad_a: np.ndarray,
+    r: int,
+) -> None:
+    samples = x.shape[1]
+    sections = b.shape[1]
+    # Forward sweep keeping the input of every section (and the final output).
+    s = np.empty((sections + 1, samples))
+    z1 = np.zeros(sections)
+    z2 = np.zeros(sections)
+    for n in range(samples):
+        v = np.float64(x[r, n])
+        s[0, n] = v
+        for k in range(sections):
+            out = b[r, k, 0] * v + z1[k]
+            z1[k] = b[r, k, 1] * v - a[r, k, 0] * out + z2[k]
+            z2[k] = b[r, k, 2] * v - a[r, k, 1] * out
+            v = out
+            s[k + 1, n] = v
+    # Reverse sweep: the adjoint of every section at once.
+    q1 = np.zeros(sections)  # q_k[n + 1]
+    q2 = np.zeros(sections)  # q_k[n + 2]
+    gb = np.zeros((sections, 3))
+    ga = np.zeros((sections, 2))
+    for n in range(samples - 1, -1, -1):
+        g = np.float64(grad_y[r, n])
+        for k in range(sections - 1, -1, -1):
+            q = g - a[r, k, 0] * q1[k] - a[r, k, 1] * q2[k]
+            y1 = s[k + 1, n - 1] if n >= 1 else 0.0
+            y2 = s[k + 1, n - 2] if n >= 2 else 0.0
+            s1 = s[k, n - 1] if n >= 1 else 0.0
+            s2 = s[k, n - 2] if n >= 2 else 0.0
+            gb[k, 0] += q * s[k, n]
+            gb[k, 1] += q * s1
+            gb[k, 2] += q * s2
+            ga[k, 0] -= q * y1
+            ga[k, 1] -= q * y2
+            g = b[r, k, 0] * q + b[r, k, 1] * q1[k] + b[r, k, 2] * q2[k]
+            q2[k] = q1[k]
+            q1[k] = q
+        grad_x[r, n] = g
+    grad_b[r] = gb
+    grad_a[r] = ga
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _forward_parallel(x: np.ndarray, b: np.ndarray, a: np.ndarray, y: np.ndarray) -> None:
+    for r in numba.prange(x.shape[0]):
+        _forward_row(x, b, a, y, r)
+
+
+@numba.njit(cache=True, nogil=True)
+def _forward_serial(x: np.ndarray, b: np.ndarray, a: np.ndarray, y: np.ndarray) -> None:
+    for r in range(x.shape[0]):
+        _forward_row(x, b, a, y, r)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _backward_parallel(
     x: np.ndarray,
     b: np.ndarray,
     a: np.ndarray,
@@ -65,50 +129,29 @@ def _sosfilt_backward(
     grad_b: np.ndarray,
     grad_a: np.ndarray,
 ) -> None:
-    rows, samples = x.shape
-    sections = b.shape[1]
-    for r in numba.prange(rows):
-        # Forward sweep keeping the input of every section (and the final output).
-        s = np.empty((sections + 1, samples))
-        z1 = np.zeros(sections)
-        z2 = np.zeros(sections)
-        for n in range(samples):
-            v = np.float64(x[r, n])
-            s[0, n] = v
-            for k in range(sections):
-                out = b[r, k, 0] * v + z1[k]
-                z1[k] = b[r, k, 1] * v - a[r, k, 0] * out + z2[k]
-                z2[k] = b[r, k, 2] * v - a[r, k, 1] * out
-                v = out
-                s[k + 1, n] = v
-        # Reverse sweep: the adjoint of every section at once.
-        q1 = np.zeros(sections)  # q_k[n + 1]
-        q2 = np.zeros(sections)  # q_k[n + 2]
-        gb = np.zeros((sections, 3))
-        ga = np.zeros((sections, 2))
-        for n in range(samples - 1, -1, -1):
-            g = np.float64(grad_y[r, n])
-            for k in range(sections - 1, -1, -1):
-                q = g - a[r, k, 0] * q1[k] - a[r, k, 1] * q2[k]
-                s0 = s[k, n]
-                y1 = s[k + 1, n - 1] if n >= 1 else 0.0
-                y2 = s[k + 1, n - 2] if n >= 2 else 0.0
-                s1 = s[k, n - 1] if n >= 1 else 0.0
-                s2 = s[k, n - 2] if n >= 2 else 0.0
-                gb[k, 0] += q * s0
-                gb[k, 1] += q * s1
-                gb[k, 2] += q * s2
-                ga[k, 0] -= q * y1
-                ga[k, 1] -= q * y2
-                g = b[r, k, 0] * q + b[r, k, 1] * q1[k] + b[r, k, 2] * q2[k]
-                q2[k] = q1[k]
-                q1[k] = q
-            grad_x[r, n] = g
-        for k in range(sections):
-            for j in range(3):
-                grad_b[r, k, j] = gb[k, j]
-            for j in range(2):
-                grad_a[r, k, j] = ga[k, j]
+    for r in numba.prange(x.shape[0]):
+        _backward_row(x, b, a, grad_y, grad_x, grad_b, grad_a, r)
+
+
+@numba.njit(cache=True, nogil=True)
+def _backward_serial(
+    x: np.ndarray,
+    b: np.ndarray,
+    a: np.ndarray,
+    grad_y: np.ndarray,
+    grad_x: np.ndarray,
+    grad_b: np.ndarray,
+    grad_a: np.ndarray,
+) -> None:
+    for r in range(x.shape[0]):
+        _backward_row(x, b, a, grad_y, grad_x, grad_b, grad_a, r)
+
+
+def _kernels() -> tuple[Any, Any]:
+    """(forward, backward): parallel, or their serial twins in a forked child."""
+    if in_forked_child():
+        return _forward_serial, _backward_serial
+    return _forward_parallel, _backward_parallel
 
 
 def _to_numpy(t: Tensor) -> np.ndarray:
@@ -121,7 +164,7 @@ class _SosfiltCPU(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, b: Tensor, a: Tensor) -> Tensor:
         y = torch.empty_like(x)
-        _sosfilt_forward(_to_numpy(x), _to_numpy(b), _to_numpy(a), y.numpy())
+        _kernels()[0](_to_numpy(x), _to_numpy(b), _to_numpy(a), y.numpy())
         ctx.save_for_backward(x, b, a)
         return y
 
@@ -131,7 +174,7 @@ class _SosfiltCPU(torch.autograd.Function):
         grad_x = torch.empty_like(x)
         grad_b = torch.empty_like(b)
         grad_a = torch.empty_like(a)
-        _sosfilt_backward(
+        _kernels()[1](
             _to_numpy(x),
             _to_numpy(b),
             _to_numpy(a),
