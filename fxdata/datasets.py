@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -187,8 +188,35 @@ def find_tracks(
     return tracks
 
 
-def _load_mp4_stem(path: str, stem: str, sample_rate: int) -> np.ndarray | None:
-    """One stream of a MUSDB ``.stem.mp4`` via stempeg (imported lazily)."""
+def _mp4_stream_samples(info: Any, k: int, rate: int) -> int:
+    """Samples in audio stream ``k`` by the container's duration (0 when it does not say)."""
+    try:
+        return round(info.duration(k) * rate)
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+def _mp4_stems(path: str, stems: Sequence[str], sample_rate: int) -> list[np.ndarray] | None:
+    """Decode ``stems`` of a MUSDB ``.stem.mp4`` to float32 ``(2, samples)`` arrays, or ``None``.
+
+    Reads with stempeg (imported lazily) and the ffmpeg/ffprobe programs. Stem ``k`` of
+    :data:`MP4_STREAMS` is the ``k``-th *audio* stream, so a cover-art (attached picture) stream
+    anywhere in the file does not shift the stems. Each stream is decoded at its own rate and
+    resampled here (:func:`~fxdata.audio.resample`) when that differs from ``sample_rate``.
+
+    Args:
+        path: the ``.stem.mp4`` file.
+        stems: stem names, keys of :data:`MP4_STREAMS`.
+        sample_rate: the wanted rate in Hz.
+
+    Returns:
+        One stereo float32 array per stem, or ``None`` (with a warning) for an unreadable file,
+        a missing stream or a stream that decodes to no samples.
+
+    Raises:
+        ImportError: stempeg is not installed.
+        RuntimeError: the ffmpeg or ffprobe program is not on ``PATH``.
+    """
     try:
         import stempeg
     except ImportError:
@@ -196,37 +224,88 @@ def _load_mp4_stem(path: str, stem: str, sample_rate: int) -> np.ndarray | None:
             f"reading {path} needs the optional package 'stempeg' and the ffmpeg program: "
             "pip install 'mixfx[musdb]' (and apt-get install ffmpeg)"
         ) from None
+    missing = [prog for prog in ("ffmpeg", "ffprobe") if shutil.which(prog) is None]
+    if missing:
+        raise RuntimeError(
+            f"reading {path} needs the program(s) {missing} on PATH (Debian: apt-get install "
+            "--no-install-recommends ffmpeg; ./run test installs it when run as root)"
+        )
     try:
-        audio, rate = stempeg.read_stems(path, stem_id=MP4_STREAMS[stem], dtype=np.float32)
-    except Exception as err:
-        warnings.warn(f"skipping unreadable stem file {path} ({stem}): {err}", stacklevel=2)
+        info = stempeg.Info(path)  # one ffprobe call, shared by the stream reads below
+    except Exception as err:  # ffmpeg-python raises ffmpeg.Error; a bad file may raise others
+        stderr = getattr(err, "stderr", None)  # ffprobe's own message, when there is one
+        why = stderr.decode(errors="replace").strip().splitlines()[-1:] if stderr else []
+        warnings.warn(f"skipping unreadable stem file {path}: {' '.join(why) or err}", stacklevel=3)
         return None
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 3:  # (stems, samples, channels) from older stempeg versions
-        audio = audio[0]
-    audio = to_stereo(np.ascontiguousarray(audio.T))
-    if int(rate) != sample_rate:
-        audio = resample(audio, int(rate), sample_rate)
-    return audio
+    streams = info.audio_stream_idx()  # container indices of the audio streams, in order
+    out = []
+    for stem in stems:
+        k = MP4_STREAMS[stem]
+        if k >= len(streams):
+            warnings.warn(
+                f"skipping stem file {path}: it has {len(streams)} audio stream(s), the {stem} "
+                f"stem is audio stream {k}",
+                stacklevel=3,
+            )
+            return None
+        rate = info.sample_rate(k)
+        try:
+            audio, _ = stempeg.read_stems(
+                path,
+                stem_id=streams[k],
+                always_3d=True,
+                dtype=np.float32,
+                info=info,
+                sample_rate=rate,
+            )
+        except Exception as err:
+            warnings.warn(f"skipping unreadable stem file {path} ({stem}): {err}", stacklevel=3)
+            return None
+        audio = np.ascontiguousarray(np.asarray(audio, dtype=np.float32)[0].T)  # (ch, samples)
+        if audio.shape[0] == 0 or audio.shape[1] == 0:
+            warnings.warn(
+                f"skipping stem file {path}: its {stem} stream (audio stream {k}) decoded to no "
+                "samples",
+                stacklevel=3,
+            )
+            return None
+        # ffmpeg trims the AAC encoder's priming samples (the mp4 edit list) but keeps the
+        # padding of the last frame: cut to the stream's declared duration.
+        declared = _mp4_stream_samples(info, k, rate)
+        if 0 < declared < audio.shape[1]:
+            audio = audio[:, :declared]
+        if not np.all(np.isfinite(audio)):
+            warnings.warn(f"stem file {path} ({stem}) holds NaN or Inf: set to 0", stacklevel=3)
+            audio = np.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
+        audio = to_stereo(audio)
+        if rate != sample_rate:
+            audio = resample(audio, rate, sample_rate)
+        out.append(audio)
+    return out
 
 
 def _load_track(track: Track, stems: Sequence[str], sample_rate: int) -> np.ndarray | None:
     """Decode all ``stems`` of a track into ``(stems, 2, samples)`` float32, or ``None``."""
     global _DECODES
     _DECODES += 1
-    audios = []
-    for stem in stems:
-        path = track.files[stem]
-        if track.mp4:
-            audio = _load_mp4_stem(path, stem, sample_rate)
-        else:
-            audio = load_audio(path, sample_rate)
-        if audio is None:
-            warnings.warn(
-                f"skipping track {track.name}: its {stem} stem {path} cannot be used", stacklevel=2
-            )
+    if track.mp4:
+        path = next(iter(track.files.values()))  # every stem points to the same file
+        audios = _mp4_stems(path, stems, sample_rate)
+        if audios is None:
+            warnings.warn(f"skipping track {track.name}: {path} cannot be used", stacklevel=2)
             return None
-        audios.append(audio)
+    else:
+        audios = []
+        for stem in stems:
+            path = track.files[stem]
+            audio = load_audio(path, sample_rate)
+            if audio is None:
+                warnings.warn(
+                    f"skipping track {track.name}: its {stem} stem {path} cannot be used",
+                    stacklevel=2,
+                )
+                return None
+            audios.append(audio)
     n = max(a.shape[1] for a in audios)
     if min(a.shape[1] for a in audios) < n - sample_rate // 10:
         warnings.warn(

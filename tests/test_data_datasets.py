@@ -270,18 +270,3 @@ def test_open_dataset_is_the_data_hook(musdb: Path, tmp_path: Path) -> None:
     assert isinstance(segs, SegmentDataset) and len(segs) > 0
     with pytest.raises(ValueError, match="segment_seconds"):
         open_dataset(musdb, "test", cache_dir=tmp_path / "c")
-
-
-def test_stem_mp4_needs_stempeg(tmp_path: Path) -> None:
-    try:
-        import stempeg  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("stempeg is installed: this checks the message shown without it")
-    (tmp_path / "mp4" / "train").mkdir(parents=True)
-    (tmp_path / "mp4" / "train" / "song.stem.mp4").write_bytes(b"\x00" * 64)
-    ds = open_dataset(tmp_path / "mp4", "all")
-    assert detect_layout(tmp_path / "mp4") == "stem.mp4"
-    with pytest.raises(ImportError, match=r"mixfx\[musdb\]"):
-        ds.load(0)
