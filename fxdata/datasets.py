@@ -7,6 +7,8 @@ Layouts (detected by :func:`detect_layout`):
 - ``flat``: any folder of tracks, ``<track>/<stem>.{wav,flac,...}``.
 - ``stem.mp4``: MUSDB18's ``{train,test}/<track>.stem.mp4`` (needs the optional ``stempeg`` and
   ffmpeg: ``pip install 'mixfx[musdb]'``).
+- ``pack``: a segment pack (``<out>.json`` + ``<out>.npy``, see :mod:`fxdata.pack`);
+  :func:`open_dataset` serves it as :class:`fxdata.pack.PackedSegments`.
 
 The validation split is reproducible: a layout without a ``valid`` folder takes the tracks whose
 ``sha1(track name)`` maps below ``valid_fraction`` out of ``train``.
@@ -30,7 +32,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,6 +40,9 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from fxdata.audio import DEFAULT_SAMPLE_RATE, load_audio, resample, rms_dbfs, to_stereo
 from fxdsp.io import atomic_write, atomic_write_text
+
+if TYPE_CHECKING:
+    from fxdata.pack import PackedSegments
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -100,10 +105,10 @@ def _stem_files(folder: Path) -> dict[str, str]:
 
 
 def detect_layout(root: str | Path) -> str:
-    """The layout of a dataset folder: ``corpus``, ``stem.mp4``, ``folders`` or ``flat``.
+    """The layout of a dataset: ``corpus``, ``stem.mp4``, ``folders``, ``flat`` or ``pack``.
 
     Args:
-        root: the dataset folder.
+        root: the dataset folder, or a segment pack's prefix, ``.json`` or ``.npy`` file.
 
     Returns:
         The layout's name (see the module docstring).
@@ -113,6 +118,10 @@ def detect_layout(root: str | Path) -> str:
     """
     root = Path(root)
     if not root.is_dir():
+        from fxdata.pack import find_pack  # fxdata.pack imports this module
+
+        if find_pack(root) is not None:
+            return "pack"
         raise ValueError(f"dataset folder {root} does not exist")
     if (root / "corpus.json").is_file():
         return "corpus"
@@ -152,6 +161,11 @@ def find_tracks(
         raise ValueError(f"split must be one of train, valid, test, all; got {split!r}")
     root = Path(root)
     layout = detect_layout(root)
+    if layout == "pack":
+        raise ValueError(
+            f"{root} is a segment pack, not a folder of tracks: open it with "
+            "fxdata.open_dataset or fxdata.PackedSegments"
+        )
     found: list[Track] = []
     if layout == "stem.mp4":
         for sub in ("", *SPLITS):
@@ -692,12 +706,13 @@ def open_dataset(
     sample_rate: int = DEFAULT_SAMPLE_RATE,
     valid_fraction: float = 0.1,
     **segment_options: Any,
-) -> MultitrackDataset | SegmentDataset:
+) -> MultitrackDataset | SegmentDataset | PackedSegments:
     """Open any supported dataset folder: the hook behind training scripts' ``--data PATH``.
 
     Args:
         path: a MUSDB18-HQ folder, a corpus built by ``mixfx corpus build``, a folder of
-            ``<track>/<stem>.wav`` folders, or a MUSDB18 ``.stem.mp4`` folder.
+            ``<track>/<stem>.wav`` folders, a MUSDB18 ``.stem.mp4`` folder, or a segment pack
+            (``mixfx corpus pack``; see :func:`fxdata.pack.open_pack` for what it accepts).
         split: ``train``, ``valid``, ``test`` or ``all``.
         stems: the stems to use, in order.
         segment_seconds: ``None`` for whole tracks (:class:`MultitrackDataset`), else the
@@ -708,8 +723,16 @@ def open_dataset(
             ``silence_db``, ``mode``, ``normalizer``, ...).
 
     Returns:
-        The dataset.
+        The dataset: a :class:`MultitrackDataset`, a :class:`SegmentDataset` or, for a pack, a
+        :class:`fxdata.pack.PackedSegments`.
     """
+    if not Path(path).is_dir() and detect_layout(path) == "pack":
+        from fxdata.pack import open_pack
+
+        return open_pack(
+            path, split, stems, segment_seconds=segment_seconds, sample_rate=sample_rate,
+            **segment_options,
+        )  # fmt: skip
     tracks = MultitrackDataset(
         path, split, stems, sample_rate=sample_rate, valid_fraction=valid_fraction
     )

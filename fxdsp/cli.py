@@ -9,6 +9,8 @@ Subcommands:
     folder (see ``fxdsp/normalize.py``).
     ``mixfx corpus build``: render the offline multitrack corpus from Debian-packaged MIDI songs
     with fluidsynth (see ``fxdata/corpus.py``; needs the ``data`` extra and ``fluidsynth``).
+    ``mixfx corpus pack DATA --out PACK``: write a compact int16 segment pack of a dataset, small
+    enough to carry to a training machine (see ``fxdata/pack.py``).
 
 Optional packages (soundfile, matplotlib, tqdm) are imported only inside the subcommand that needs
 them, so ``import fxdsp`` never pulls them in.
@@ -141,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_demo_arguments(demo)
     sub.add_parser("version", help="print the versions of mixfx, torch and Python")
-    corpus = sub.add_parser("corpus", help="build the offline multitrack corpus")
+    corpus = sub.add_parser(
+        "corpus", help="build the offline multitrack corpus, or pack segments of a dataset"
+    )
     corpus_sub = corpus.add_subparsers(dest="corpus_command", metavar="ACTION", required=True)
     build = corpus_sub.add_parser(
         "build",
@@ -188,6 +192,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the per-song SoundFont and instrument choices (default: 0)",
     )  # fmt: skip
     build.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    pack = corpus_sub.add_parser(
+        "pack",
+        help="write a compact int16 segment pack of a dataset (to carry to a training machine)",
+        description=(
+            "Select non-silent segments of DATA, round-robin over tracks with all non-silent "
+            "stems of each offset, until the pack would exceed --max-mib, and write PACK.npy "
+            "(int16, per-segment scale) and PACK.json; open it with --data PACK.json."
+        ),
+    )
+    pack.add_argument("data", metavar="DATA", type=Path, help="any dataset folder (or corpus)")
+    pack.add_argument(
+        "--out", metavar="PACK", type=Path, required=True,
+        help="the pack's prefix: PACK.npy and PACK.json are written",
+    )  # fmt: skip
+    pack.add_argument(
+        "--split", choices=("train", "valid", "test", "all"), default="train",
+        help="the split to pack (default: train)",
+    )  # fmt: skip
+    pack.add_argument(
+        "--max-mib", metavar="MIB", type=_number_in_range(float, 0.001, 1e6, "size in MiB"),
+        default=40.0, help="size limit of the two files together in MiB (default: 40)",
+    )  # fmt: skip
+    pack.add_argument(
+        "--seconds", metavar="S", type=_number_in_range(float, 0.01, 600.0, "segment seconds"),
+        default=6.0, help="segment length in seconds (default: 6)",
+    )  # fmt: skip
+    pack.add_argument(
+        "--seed", metavar="N", type=_number_in_range(int, 0, 2**31 - 1, "seed"), default=0,
+        help="seed of the track and offset orders (default: 0)",
+    )  # fmt: skip
+    pack.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     stats = sub.add_parser(
         "fxnorm-stats",
         add_help=False,
@@ -261,7 +296,35 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_corpus_pack(args: argparse.Namespace) -> int:
+    _require("soundfile", "data", "mixfx corpus pack")
+    _require("tqdm", "data", "mixfx corpus pack")
+    from fxdata.pack import pack_segments
+
+    try:
+        summary = pack_segments(
+            args.data,
+            args.out,
+            split=args.split,
+            segment_seconds=args.seconds,
+            max_mib=args.max_mib,
+            seed=args.seed,
+            progress=not args.no_progress,
+        )
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    per_stem = ", ".join(f"{k} {v:.0f} s" for k, v in summary["seconds_per_stem"].items())
+    print(
+        f"pack {summary['json']}: {summary['segments']} segments from {summary['tracks_used']} "
+        f"of {summary['tracks_total']} tracks ({per_stem}), {summary['bytes'] / 2**20:.2f} MiB, "
+        f"in {summary['elapsed']:.1f} s"
+    )
+    return 0
+
+
 def _cmd_corpus(args: argparse.Namespace) -> int:
+    if args.corpus_command == "pack":
+        return _cmd_corpus_pack(args)
     _require("soundfile", "data", "mixfx corpus build")
     _require("mido", "data", "mixfx corpus build")
     if not args.no_progress:
