@@ -9,9 +9,11 @@ stems. The steps, in order (each can be switched off):
 2. **eq**: the item's average magnitude spectrum (Hann STFT, ``n_fft`` = :data:`N_FFT` = 4096,
    hop 1024, averaged over frames and channels, scaled to unit RMS over bins so that it is a
    *shape*) is compared with the stem's reference spectrum:
-   ``D = 20 log10((R + ε)/(X + ε))`` dB, clamped to ±2·``eq_max_db``, zeroed outside
-   [``eq_low_hz``, ``eq_high_hz``], smoothed with a Gaussian in log-frequency
-   (``eq_smoothing_octaves`` wide) and clamped to ±``eq_max_db`` (12 dB). ``10^(D/20)`` is a
+   ``D = 20 log10((R + ε)/(X + ε))`` dB, projected onto smooth curves of log-frequency
+   (triangular bases every ``eq_smoothing_octaves``, at least four FFT bins wide, on the bins in
+   [``eq_low_hz``, ``eq_high_hz``]; 0 dB outside) and clamped to ±``eq_max_db`` (12 dB). The
+   projection is orthogonal, hence idempotent: what one pass cannot correct is orthogonal to
+   what it can, so a second pass changes little. ``10^(D/20)`` is a
    real, zero-phase response; its inverse FFT, truncated to ``eq_taps`` (4095; the reference
    used 1001) taps around lag 0 and Hann-windowed, is a symmetric linear-phase FIR applied by
    FFT convolution with its ``(taps − 1)/2`` samples of delay removed, so the output stays
@@ -447,14 +449,30 @@ def _stem_indices(stems: Sequence[str] | str | Tensor, batch: int, device: torch
     return torch.tensor([STEMS.index(n) for n in names], dtype=torch.long, device=device)
 
 
-def _gaussian_log_smoother(n_fft: int, sample_rate: float, octaves: float) -> Tensor:
-    """Row-normalized ``(F, F)`` Gaussian smoothing matrix in log2-frequency (float64, CPU)."""
+def _log_projection(
+    n_fft: int, sample_rate: float, octaves: float, low_hz: float, high_hz: float
+) -> Tensor:
+    """``(F, F)`` orthogonal projection onto smooth curves in (warped) log-frequency.
+
+    The basis is triangular "hat" functions centred every ``octaves`` on the warped scale
+    ``u = log2(f + f0)`` from ``low_hz`` to ``high_hz`` (a partition of unity), evaluated on the
+    FFT bins in ``[low_hz, high_hz]`` (other bins map to 0). ``f0`` makes the hats at least four
+    FFT bins wide at low frequencies, where a 1/3 octave is narrower than the FIR can resolve;
+    above a few hundred Hz the scale is plain log-frequency. ``P = B B⁺`` is idempotent: the
+    part of a spectral difference that one EQ pass cannot correct is orthogonal to what it can,
+    so a second pass has (almost) nothing left to do. float64, CPU.
+    """
     bins = n_fft // 2 + 1
-    freqs = torch.arange(bins, dtype=torch.float64) * sample_rate / n_fft
-    logf = torch.log2(freqs.clamp_min(sample_rate / n_fft / 2))
-    sigma = max(octaves, 1e-6) / 2.0
-    w = torch.exp(-0.5 * ((logf[:, None] - logf[None, :]) / sigma) ** 2)
-    return w / w.sum(-1, keepdim=True)
+    bin_hz = sample_rate / n_fft
+    freqs = torch.arange(bins, dtype=torch.float64) * bin_hz
+    inside = (freqs >= low_hz) & (freqs <= high_hz)
+    f0 = 4.0 * bin_hz / (2.0**octaves - 1.0)
+    warped = torch.log2(freqs + f0)
+    lo, hi = math.log2(low_hz + f0), math.log2(high_hz + f0)
+    centres = torch.arange(lo, hi + octaves, octaves, dtype=torch.float64)
+    basis = (1.0 - (warped[:, None] - centres[None, :]).abs() / octaves).clamp_min(0.0)
+    basis = basis * inside[:, None]
+    return basis @ torch.linalg.pinv(basis)
 
 
 class FxNormalizer(nn.Module):
@@ -559,8 +577,12 @@ class FxNormalizer(nn.Module):
     def _smoother(self, device: torch.device, dtype: torch.dtype) -> Tensor:
         key = (str(device), dtype)
         if key not in self._cache:
-            m = _gaussian_log_smoother(
-                self.stats.n_fft, self.sample_rate, self.eq_smoothing_octaves
+            m = _log_projection(
+                self.stats.n_fft,
+                self.sample_rate,
+                self.eq_smoothing_octaves,
+                self.eq_low_hz,
+                self.eq_high_hz,
             )
             self._cache[key] = m.to(device=device, dtype=dtype)
         return self._cache[key]
@@ -573,12 +595,6 @@ class FxNormalizer(nn.Module):
         ref = self._spectra.to(device=x.device, dtype=dtype)[idx]
         floor = self.eq_floor
         diff = 20.0 * torch.log10((ref + floor) / (item + floor))
-        diff = diff.clamp(-2.0 * self.eq_max_db, 2.0 * self.eq_max_db)
-        freqs = torch.arange(diff.shape[-1], device=x.device, dtype=dtype) * (
-            self.sample_rate / n_fft
-        )
-        band = (freqs >= self.eq_low_hz) & (freqs <= self.eq_high_hz)
-        diff = diff * band
         diff = diff @ self._smoother(x.device, dtype).T
         return diff.clamp(-self.eq_max_db, self.eq_max_db)
 

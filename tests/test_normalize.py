@@ -470,3 +470,21 @@ def test_shipped_corpus_stats_load_and_normalize() -> None:
     for i, stem in enumerate(["vocals", "bass"]):
         lufs = meter.integrated_loudness(y[i].double().numpy().T)
         assert abs(lufs - stats.stems[stem].loudness_lufs) < 0.5
+
+
+def test_eq_curve_projection_is_idempotent_and_smooth() -> None:
+    """The EQ curve is an orthogonal projection: P·P = P, Pᵀ = P, smooth curves kept."""
+    from fxdsp.normalize import _log_projection
+
+    p = _log_projection(4096, 44100.0, 1 / 3, 30.0, 18000.0)
+    torch.testing.assert_close(p @ p, p, atol=1e-9, rtol=0)
+    torch.testing.assert_close(p, p.T, atol=1e-9, rtol=0)
+    freqs = torch.arange(2049, dtype=torch.float64) * 44100 / 4096
+    inside = (freqs >= 30) & (freqs <= 18000)
+    assert torch.all(p[~inside].abs() < 1e-12)
+    # A tilt of 3 dB/octave passes almost unchanged inside the band (below ~200 Hz the bases are
+    # linear in log2(f + f0), wider than a 1/3 octave, so a pure log-tilt is kept less exactly).
+    tilt = 3.0 * torch.log2(freqs.clamp_min(30.0) / 1000.0) * inside
+    err = (p @ tilt - tilt).abs()
+    assert float(err[(freqs > 60) & (freqs < 200)].max()) < 0.15
+    assert float(err[(freqs >= 200) & (freqs < 16000)].max()) < 0.03
