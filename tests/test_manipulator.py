@@ -545,3 +545,18 @@ def test_config_round_trips_json_and_yaml(tmp_path) -> None:
     assert p.sample_rate == 48000.0
     assert float(p.width.min()) >= 0.5 and float(p.width.max()) <= 1.5
     assert bool(p.effect_on("pan").all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_silence_through_every_effect_has_finite_gradients(dtype: torch.dtype) -> None:
+    """Silence in: silence out, and no NaN gradient from the RMS matches (sqrt at 0)."""
+    params = sample_params(
+        3,
+        probabilities={name: 1.0 for name in EFFECTS},
+        generator=torch.Generator().manual_seed(0),
+    )
+    x = torch.zeros(3, 2, 8000, dtype=dtype, requires_grad=True)
+    y = Manipulator(params)(x)
+    assert torch.equal(y, torch.zeros_like(y))
+    (y.double() ** 2).sum().backward()
+    assert torch.isfinite(x.grad).all()

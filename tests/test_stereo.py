@@ -341,3 +341,14 @@ def test_imager_finite_gradient_at_edges(dtype: torch.dtype) -> None:
 def test_imager_bad_input_raises(make) -> None:
     with pytest.raises(ValueError):
         make()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_imager_all_side_of_dual_mono_has_finite_gradient(dtype: torch.dtype) -> None:
+    """Width 2 on L == R removes everything: output zero, gradient finite (float32 too)."""
+    x = (0.5 * torch.ones(2, 2, 4000, dtype=dtype)).requires_grad_(True)
+    w = torch.tensor([2.0, 1.5], dtype=dtype, requires_grad=True)
+    y = stereo_imager(x, w)
+    assert torch.equal(y[0], torch.zeros_like(y[0]))
+    (y.double() ** 2).sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(w.grad).all()

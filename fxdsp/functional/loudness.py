@@ -149,8 +149,12 @@ def normalize_loudness(x: Tensor, sample_rate: float, target_lufs: ParamLike) ->
     return x * torch.pow(10.0, delta / 20.0).reshape(-1, 1, 1)
 
 
-def rms(x: Tensor, eps: float = 0.0) -> Tensor:
-    """Root-mean-square level per item over channels and samples: ``(batch,)``."""
+def rms(x: Tensor, eps: float = 1e-30) -> Tensor:
+    """Root-mean-square level per item over channels and samples: ``(batch,)``.
+
+    ``sqrt(mean(x²) + eps)``: the tiny ``eps`` keeps the gradient finite on silence (the
+    derivative of ``sqrt`` at 0 is infinite) and changes no audible level.
+    """
     return torch.sqrt(x.square().mean(dim=(-2, -1)) + eps)
 
 

@@ -237,7 +237,9 @@ def stereo_imager(x: Tensor, width: ParamLike) -> Tensor:
     b = ((g_mid - g_side) * 0.5)[:, None]
     left, right = x[:, 0], x[:, 1]
     y = torch.stack([a * left + b * right, b * left + a * right], dim=1)
-    e_in = x.square().sum(dim=(1, 2))
-    e_out = y.square().sum(dim=(1, 2))
+    # Energies and scale in float64: with float32 the derivative of the scale w.r.t. a
+    # (near-)zero output energy, ~(e_out + eps)^-1.5, overflows to inf and the gradient to NaN.
+    e_in = x.to(torch.float64).square().sum(dim=(1, 2))
+    e_out = y.to(torch.float64).square().sum(dim=(1, 2))
     scale = torch.sqrt((e_in + _ENERGY_EPS) / (e_out + _ENERGY_EPS))
-    return y * scale[:, None, None]
+    return y * scale.to(y.dtype)[:, None, None]
