@@ -67,8 +67,11 @@ class ParamSpec:
         """Map normalised values ``u ∈ [0, 1]`` to physical units (values are clamped to [0, 1])."""
         u = u.clamp(0.0, 1.0)
         if self.scale == "log":
-            return self.minimum * torch.exp(u * math.log(self.maximum / self.minimum))
-        return self.minimum + u * (self.maximum - self.minimum)
+            value = self.minimum * torch.exp(u * math.log(self.maximum / self.minimum))
+        else:
+            value = self.minimum + u * (self.maximum - self.minimum)
+        # Rounding (e.g. exp in float32 at u = 1) must not step outside the range.
+        return value.clamp(self.minimum, self.maximum)
 
     def to_normalized(self, value: Tensor | float) -> Tensor:
         """Inverse of :meth:`to_physical` (no clamping: out-of-range values map outside [0, 1])."""

@@ -130,3 +130,20 @@ def test_chain_runs_and_eq_rejects_frequency_above_nyquist() -> None:
         fxdsp.Compressor(treshold_db=-3.0)
     with pytest.raises(ValueError, match="pan law"):
         fxdsp.Panner(law="sqrt")
+
+
+@pytest.mark.parametrize("cls", ALL_EFFECTS)
+@pytest.mark.parametrize("edge", [0.0, 1.0])
+def test_normalized_range_edges_in_float32(cls: type[fxdsp.Effect], edge: float) -> None:
+    """u = 0 and u = 1 map inside the range (no float32 rounding past it); gradients finite."""
+    module = cls()
+    gen = torch.Generator().manual_seed(3)
+    channels = 1 if cls is fxdsp.Panner else 2
+    x = (0.1 * torch.randn(2, channels, SR // 2, generator=gen)).requires_grad_(True)
+    u = torch.full((2, len(module.specs())), edge, requires_grad=True)
+    for spec, value in module.denormalize(u.detach()).items():
+        s = module.spec(spec)
+        assert bool(((value >= s.minimum) & (value <= s.maximum)).all()), spec
+    y = module.forward_normalized(x, u)
+    y.square().mean().backward()
+    assert torch.isfinite(y).all() and torch.isfinite(u.grad).all() and torch.isfinite(x.grad).all()
