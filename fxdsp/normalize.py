@@ -661,7 +661,16 @@ class FxNormalizer(nn.Module):
         return x.index_copy(0, sub, y)
 
     def _stereo(self, x: Tensor, idx: Tensor, on: Tensor) -> Tensor:
-        """Mid-energy fraction to the target, L/R energies balanced (energy kept)."""
+        """Mid-energy fraction to the target, L/R energies balanced (energy kept).
+
+        A stem whose channels are out of phase (mid-energy fraction below ``1 − widen``
+        threshold, e.g. a polarity-inverted channel: almost no mid to scale) first gets its
+        right channel's polarity inverted, then is treated like any other.
+        """
+        e_l, e_r = x[:, 0].square().sum(-1), x[:, 1].square().sum(-1)
+        frac0 = ((x[:, 0] + x[:, 1]) * 0.5).square().sum(-1) / ((e_l + e_r) * 0.5 + _EPS)
+        flip = on & (frac0 < 1.0 - self._widen.to(x.device)[idx]) & (e_l + e_r > 0)
+        x = torch.where(flip[:, None, None], torch.stack([x[:, 0], -x[:, 1]], 1), x)
         mid = (x[:, 0] + x[:, 1]) * 0.5
         side = (x[:, 0] - x[:, 1]) * 0.5
         e_total = mid.square().sum(-1) + side.square().sum(-1)

@@ -488,3 +488,16 @@ def test_eq_curve_projection_is_idempotent_and_smooth() -> None:
     err = (p @ tilt - tilt).abs()
     assert float(err[(freqs > 60) & (freqs < 200)].max()) < 0.15
     assert float(err[(freqs >= 200) & (freqs < 16000)].max()) < 0.03
+
+
+def test_out_of_phase_stem_reaches_the_mid_target() -> None:
+    """L = −R (a polarity-inverted channel: no mid at all) still ends at the target fraction."""
+    stats = FxNormStats.corpus_default()
+    m = torch.tensor(music(44100, 2.0), dtype=torch.float64)
+    x = torch.stack([m[0], -m[0]])[None].repeat(2, 1, 1)
+    y = FxNormalizer(stats, steps=("stereo",))(x, ["vocals", "bass"])
+    for i, stem in enumerate(["vocals", "bass"]):
+        assert abs(np_mid_fraction(y[i].numpy()) - stats.stems[stem].mid_fraction) < 0.02
+        e = y[i].square().sum(-1)
+        assert abs(float(10 * torch.log10(e[0] / e[1]))) < 0.5
+        torch.testing.assert_close(y[i].square().sum(), x[i].square().sum())
