@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from subprocess_checks import assert_same_in_forked_child, run_python
 
 from fxdsp.functional.dynamics import compressor
 from fxdsp.kernels.compressor import smooth_gain
 
 devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,51 +442,23 @@ def test_bad_inputs_raise() -> None:
             compressor(x, 8000.0, **kwargs)
 
 
-_FORK_SCRIPT = textwrap.dedent(
-    """
-    import faulthandler
-    import os
-    import torch
-    from fxdsp.functional.dynamics import compressor
+_FORK_RUN = """
+from fxdsp.functional.dynamics import compressor
 
-    def run():
-        gen = torch.Generator().manual_seed(0)
-        x = (0.5 * torch.randn(3, 2, 2000, generator=gen, dtype=torch.float64)).requires_grad_()
-        ratio = torch.tensor([2.0, 4.0, 8.0], dtype=torch.float64, requires_grad=True)
-        y = compressor(x, 16000.0, -20.0, ratio, 2.0, 50.0, knee_db=4.0)
-        y.square().sum().backward()
-        return y.detach(), x.grad, ratio.grad
-
-    parent = run()  # the parallel (OpenMP) kernels run in the parent before the fork
-    pid = os.fork()
-    if pid == 0:
-        faulthandler.dump_traceback_later(60, exit=True)  # never hang the test
-        torch.set_num_threads(1)  # as torch's DataLoader does in its workers
-        child = run()
-        same = all(torch.equal(a, b) for a, b in zip(parent, child))
-        os._exit(0 if same else 3)
-    _, status = os.waitpid(pid, 0)
-    print("FORK-STATUS", status)
-    """
-)
+def run():
+    gen = torch.Generator().manual_seed(0)
+    x = (0.5 * torch.randn(3, 2, 2000, generator=gen, dtype=torch.float64)).requires_grad_()
+    ratio = torch.tensor([2.0, 4.0, 8.0], dtype=torch.float64, requires_grad=True)
+    y = compressor(x, 16000.0, -20.0, ratio, 2.0, 50.0, knee_db=4.0)
+    y.square().sum().backward()
+    return y.detach(), x.grad, ratio.grad
+"""
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_works_in_forked_child_after_parent_used_it() -> None:
     """DataLoader workers are forked: the kernels must not abort there (GNU OpenMP)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-c", _FORK_SCRIPT],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "FORK-STATUS 0" in proc.stdout, proc.stdout + proc.stderr
+    assert_same_in_forked_child("import torch\n" + _FORK_RUN)
 
 
 # --------------------------------------------------------------------------------------------
@@ -536,18 +505,7 @@ _SIM_SCRIPT = textwrap.dedent(
 
 
 def test_cuda_kernels_in_numba_simulator() -> None:
-    env = dict(os.environ)
-    env["NUMBA_ENABLE_CUDASIM"] = "1"
-    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-c", _SIM_SCRIPT],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_python(_SIM_SCRIPT, env={"NUMBA_ENABLE_CUDASIM": "1"}, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CUDASIM-OK" in proc.stdout
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
 import scipy.signal as ss
 import torch
+from subprocess_checks import assert_same_in_forked_child
 
 from fxdsp.functional.filters import DEFAULT_BAND_TYPES, biquad, parametric_eq, rbj_biquad
 from fxdsp.kernels.iir import sosfilt, sosfilt_scan
@@ -277,8 +279,8 @@ def test_functional_sosfilt_checks_its_input() -> None:
         checked(x, sos.unsqueeze(0).expand(3, -1, -1))
 
 
-_FORK_SCRIPT = """
-import os, torch
+_FORK_RUN = """
+import torch
 from fxdsp.functional import loudness, parametric_eq
 
 def run():
@@ -288,33 +290,10 @@ def run():
     y = parametric_eq(x, 44100, g, [80, 400, 1500, 5000, 9000], [0.7, 1.0, 2.0, 1.0, 0.7])
     y.square().sum().backward()
     return y.detach(), x.grad, g.grad, loudness(y.detach(), 44100)
-
-parent = run()  # the parallel (OpenMP) kernels run in the parent before the fork
-pid = os.fork()
-if pid == 0:
-    torch.set_num_threads(1)  # as torch's DataLoader does in its workers
-    child = run()
-    os._exit(0 if all(torch.equal(a, b) for a, b in zip(parent, child)) else 3)
-_, status = os.waitpid(pid, 0)
-print("FORK-STATUS", status)
 """
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_eq_and_loudness_work_in_forked_child_after_parent_used_them() -> None:
     """Fork-started DataLoader workers run the serial kernels (GNU OpenMP aborts otherwise)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [sys.executable, "-c", _FORK_SCRIPT],
-        cwd=root,
-        env={**__import__("os").environ, "PYTHONPATH": str(root)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert proc.returncode == 0 and "FORK-STATUS 0" in proc.stdout, proc.stdout + proc.stderr
+    assert_same_in_forked_child(_FORK_RUN)
