@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fxdsp.io import atomic_write_text
+from fxdsp.registry import EFFECTS, STEMS
 
 __all__ = [
     "EFFECTS",
@@ -40,10 +41,6 @@ __all__ = [
     "ChainConfig",
 ]
 
-#: Effect names, the keys of ``probabilities`` (also the column order of ``FxParams.active``).
-EFFECTS: tuple[str, ...] = ("eq", "compressor", "pan", "imager", "reverb", "gain")
-#: Stem names; an integer stem index points into this tuple.
-STEMS: tuple[str, ...] = ("drums", "bass", "other", "vocals")
 
 #: Reference application probabilities (the reverb's is per stem, below).
 REFERENCE_PROBABILITIES: dict[str, float] = {
