@@ -33,6 +33,7 @@ their initial probability and take no part in ``d̄``.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -68,6 +69,19 @@ def _sigmoid(z: float) -> float:
         return 1.0 / (1.0 + math.exp(-z))
     ez = math.exp(z)
     return ez / (1.0 + ez)
+
+
+def _state_number(value: object, name: str) -> float:
+    """A finite float from a saved state (numpy/0-d torch scalars too; no bools or strings)."""
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(f"{name} must be a number, got {type(value).__name__}")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {type(value).__name__}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number}")
+    return number
 
 
 def _logit(u: float) -> float:
@@ -250,24 +264,49 @@ class ProbabilityScheduler:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` (configuration included).
 
+        Everything is validated before anything is assigned: when it raises, the scheduler is
+        unchanged.
+
         Raises:
-            ValueError: a state of another format or with other effects.
+            ValueError: a state of another format or with other effects, a probability that is
+                not a finite number in ``[p_min, p_max]``, a difficulty that is neither None nor
+                a finite number in [0, 1], or a ``num_updates`` that is not an integer >= 0.
         """
         if not isinstance(state, Mapping) or state.get("format") != _FORMAT:
             raise ValueError(f"not a ProbabilityScheduler state (expected format {_FORMAT!r})")
-        cfg = state["config"]
-        fresh = ProbabilityScheduler(**cfg)  # validates the configuration
-        probs = {e: float(p) for e, p in state["probabilities"].items()}
-        diff = {e: (None if d is None else float(d)) for e, d in state["difficulty"].items()}
+        for key in ("config", "probabilities", "difficulty"):
+            if not isinstance(state.get(key), Mapping):
+                raise ValueError(
+                    f"state's {key!r} must be a mapping, got {type(state.get(key)).__name__}"
+                )
+        fresh = ProbabilityScheduler(**state["config"])  # validates the configuration
+        probs = {
+            e: _state_number(p, f"state's probability of {e!r}")
+            for e, p in state["probabilities"].items()
+        }
+        diff = {
+            e: (None if d is None else _state_number(d, f"state's difficulty of {e!r}"))
+            for e, d in state["difficulty"].items()
+        }
         if set(probs) != set(fresh.effects) or set(diff) != set(fresh.effects):
             raise ValueError("state's probabilities/difficulty do not name the configured effects")
         for e, p in probs.items():
             if not fresh.p_min <= p <= fresh.p_max:
-                raise ValueError(f"state's probability of {e!r} ({p}) is outside the bounds")
+                raise ValueError(
+                    f"state's probability of {e!r} ({p}) is outside [p_min, p_max] = "
+                    f"[{fresh.p_min}, {fresh.p_max}]"
+                )
+        for e, d in diff.items():
+            if d is not None and not 0.0 <= d <= 1.0:
+                raise ValueError(f"state's difficulty of {e!r} ({d}) is outside [0, 1]")
+        count = state.get("num_updates")
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
+            raise ValueError(f"state's num_updates must be an integer >= 0, got {count!r}")
+        # Validated: assign.
+        fresh._probabilities = {e: probs[e] for e in fresh.effects}
+        fresh._difficulty = {e: diff[e] for e in fresh.effects}
+        fresh.num_updates = int(count)
         self.__dict__.update(fresh.__dict__)
-        self._probabilities = {e: probs[e] for e in self.effects}
-        self._difficulty = {e: diff[e] for e in self.effects}
-        self.num_updates = int(state["num_updates"])
 
     def log_to(self, writer: ScalarWriter, step: int) -> None:
         """Write ``fx_prob/<effect>`` (and ``fx_difficulty/<effect>`` once scored) scalars.

@@ -166,3 +166,55 @@ def test_bad_scores_raise_and_change_nothing(scores: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         sched.update({"pan": 0.3, **scores})
     assert sched.state_dict() == before
+
+
+def _trained_state() -> dict:
+    sched = ProbabilityScheduler()
+    for _ in range(3):
+        sched.update(SCORES)
+    return sched.state_dict()
+
+
+@pytest.mark.parametrize(
+    ("field", "effect", "value", "match"),
+    [
+        ("difficulty", "eq", float("nan"), "difficulty of 'eq'.*finite"),
+        ("difficulty", "pan", float("inf"), "difficulty of 'pan'.*finite"),
+        ("difficulty", "gain", -0.5, r"difficulty of 'gain'.*\[0, 1\]"),
+        ("difficulty", "gain", "hard", "difficulty of 'gain'.*number"),
+        ("probabilities", "eq", float("nan"), "probability of 'eq'.*finite"),
+        ("probabilities", "imager", 0.99, "probability of 'imager'.*outside"),
+        ("num_updates", None, -1, "num_updates"),
+        ("num_updates", None, "seven", "num_updates"),
+        ("num_updates", None, 2.5, "num_updates"),
+        ("config", None, [1, 2], "config"),
+        ("probabilities", None, None, "probabilities"),
+    ],
+)
+def test_load_state_dict_rejects_bad_values_and_changes_nothing(
+    field: str, effect: str | None, value: object, match: str
+) -> None:
+    sched = ProbabilityScheduler(momentum=0.5)
+    sched.update({"pan": 0.2, "eq": 0.9})
+    before = sched.state_dict()
+    state = _trained_state()
+    if effect is None:
+        state[field] = value
+    else:
+        state[field] = {**state[field], effect: value}
+    with pytest.raises(ValueError, match=match):
+        sched.load_state_dict(state)
+    assert sched.state_dict() == before  # atomic: nothing assigned before the error
+    assert sched.momentum == 0.5 and sched.num_updates == 1
+
+
+def test_load_state_dict_nan_difficulty_never_reaches_probabilities() -> None:
+    # Before the fix a NaN difficulty loaded silently and every probability became NaN at the
+    # next update; now the load refuses and the scheduler keeps finite probabilities.
+    sched = ProbabilityScheduler()
+    state = _trained_state()
+    state["difficulty"] = {**state["difficulty"], "reverb": float("nan")}
+    with pytest.raises(ValueError):
+        sched.load_state_dict(state)
+    probs = sched.update(SCORES)
+    assert all(0.1 <= p <= 0.95 for p in probs.values())
