@@ -2,8 +2,13 @@
 
 ``fxdata.open_dataset(path, ...)`` opens any supported folder (see :mod:`fxdata.datasets`);
 ``fxdata.corpus.build_corpus`` renders the corpus (``mixfx corpus build``);
-``fxdata.pack_segments`` writes a compact segment pack (``mixfx corpus pack``). Submodules are
-imported lazily, so ``import fxdata`` pulls in neither torch nor soundfile.
+``fxdata.pack_segments`` writes a compact segment pack (``mixfx corpus pack``);
+``fxdata.draw_triplets`` draws training triplets on a device (:mod:`fxdata.triplets`).
+Submodules are imported lazily, so ``import fxdata`` pulls in neither torch nor soundfile.
+
+Layers, bottom up: :mod:`fxdata.audio`, :mod:`fxdata.midi` → :mod:`fxdata.tracks` →
+:mod:`fxdata.pack` → :mod:`fxdata.datasets` → :mod:`fxdata.triplets`; :mod:`fxdata.corpus` renders
+tracks. fxdata imports :mod:`fxdsp` (stem names from :mod:`fxdsp.registry`), never the reverse.
 """
 
 from __future__ import annotations
@@ -17,14 +22,23 @@ __all__ = [
     "PackedSegments",
     "SegmentDataset",
     "SegmentStream",
+    "Triplets",
+    "draw_triplets",
     "open_dataset",
     "pack_segments",
 ]
-_PACK = ("PackedSegments", "pack_segments")
+_MODULES = {
+    "STEMS": "fxdsp.registry",
+    "MultitrackDataset": "fxdata.tracks",
+    "PackedSegments": "fxdata.pack",
+    "pack_segments": "fxdata.pack",
+    "Triplets": "fxdata.triplets",
+    "draw_triplets": "fxdata.triplets",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        module = "fxdata.pack" if name in _PACK else "fxdata.datasets"
+        module = _MODULES.get(name, "fxdata.datasets")
         return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module 'fxdata' has no attribute {name!r}")

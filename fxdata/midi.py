@@ -23,6 +23,8 @@ from pathlib import Path
 
 import mido
 
+from fxdsp.registry import STEMS
+
 __all__ = [
     "MONOPHONIC_MAX_OVERLAP",
     "STEMS",
@@ -37,7 +39,6 @@ __all__ = [
     "stem_midi",
 ]
 
-STEMS: tuple[str, ...] = ("drums", "bass", "other", "vocals")
 DRUM_CHANNEL = 9
 BASS_PROGRAMS = range(32, 40)
 MONOPHONIC_MAX_OVERLAP = 0.05

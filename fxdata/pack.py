@@ -32,8 +32,9 @@ import torch
 from torch.utils.data import Dataset
 
 from fxdata.audio import DEFAULT_SAMPLE_RATE
-from fxdata.datasets import STEMS, MultitrackDataset, Track
+from fxdata.tracks import PACK_FORMAT, MultitrackDataset, Track, find_pack, pack_prefix
 from fxdsp.io import atomic_write, atomic_write_text
+from fxdsp.registry import STEMS
 
 __all__ = [
     "PACK_FORMAT",
@@ -44,43 +45,12 @@ __all__ = [
     "pack_segments",
 ]
 
-PACK_FORMAT = "mixfx-segment-pack"
 PACK_VERSION = 1
 _MIB = 1 << 20
 _FULL = 32767.0
 _EPS = 1e-12
 _JSON_PER_SEGMENT = 80  # bytes of JSON budgeted per segment (track, stem, offset, scale)
 _NPY_HEADER = 128  # np.save's header for a small shape
-
-
-def _prefix(path: str | Path) -> Path:
-    """``<out>`` from ``<out>``, ``<out>.json`` or ``<out>.npy``."""
-    path = Path(path)
-    return path.with_suffix("") if path.suffix in (".json", ".npy") else path
-
-
-def find_pack(path: str | Path) -> Path | None:
-    """The JSON file of the pack at ``path`` (``<out>``, ``<out>.json`` or ``<out>.npy``), or None.
-
-    Args:
-        path: a pack's prefix, JSON file or ``.npy`` file.
-
-    Returns:
-        The JSON path when it exists beside its ``.npy`` and declares :data:`PACK_FORMAT`.
-    """
-    path = Path(path)
-    if path.is_dir():
-        return None
-    prefix = _prefix(path)
-    meta, npy = prefix.with_name(prefix.name + ".json"), prefix.with_name(prefix.name + ".npy")
-    if not (meta.is_file() and npy.is_file()):
-        return None
-    try:
-        with open(meta, encoding="utf-8") as fh:
-            head = fh.read(4096)  # "format" is written first
-    except OSError:
-        return None
-    return meta if f'"format": "{PACK_FORMAT}"' in head else None
 
 
 # -- packing ---------------------------------------------------------------------------------
@@ -218,7 +188,7 @@ def pack_segments(
     if length < 1:
         raise ValueError(f"segment_seconds={segment_seconds} is shorter than one sample")
     seg_bytes = 2 * length * np.dtype(np.int16).itemsize
-    prefix = _prefix(out)
+    prefix = pack_prefix(out)
     skeleton = _pack_meta(
         prefix, Path(path), split, stems, sample_rate, length, float(silence_db), int(seed),
         float(max_mib), [t.name for t in tracks.tracks], [],
