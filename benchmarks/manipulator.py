@@ -68,7 +68,7 @@ def dasp_four_fx(x: torch.Tensor, p: fxdsp.FxParams, sr: int) -> torch.Tensor:
     import dasp_pytorch.functional as D
 
     level = x.square().mean(dim=(1, 2)).sqrt()
-    g, f, q = p.eq_gain_db, p.eq_freq_hz, p.eq_q
+    g, f, q = p["eq.gain_db"], p["eq.freq_hz"], p["eq.q"]
     zero = torch.zeros_like(g[:, 0])
     kw = {
         "low_shelf_gain_db": g[:, 0],
@@ -92,10 +92,13 @@ def dasp_four_fx(x: torch.Tensor, p: fxdsp.FxParams, sr: int) -> torch.Tensor:
         "high_shelf_q_factor": q[:, 4],
     }
     y = _rms_match(D.parametric_eq(x, sr, **kw), level)
-    y = D.compressor(y, sr, p.threshold_db, p.ratio, p.attack_ms, p.release_ms, zero, zero)
+    c = p.effect("compressor")
+    y = D.compressor(
+        y, sr, c["threshold_db"], c["ratio"], c["attack_ms"], c["release_ms"], zero, zero
+    )
     y = _rms_match(y, level)
-    y = _rms_match(D.stereo_widener(y, sr, (p.width / 2).view(-1, 1)), level)
-    return D.gain(y, sr, p.gain_db)
+    y = _rms_match(D.stereo_widener(y, sr, (p["imager.width"] / 2).view(-1, 1)), level)
+    return D.gain(y, sr, p["gain.gain_db"])
 
 
 def pedalboard_loop(x: np.ndarray, p: fxdsp.FxParams, sr: int) -> np.ndarray:
@@ -107,7 +110,7 @@ def pedalboard_loop(x: np.ndarray, p: fxdsp.FxParams, sr: int) -> np.ndarray:
         y = x[i]
         level = np.sqrt(np.mean(y**2)) + 1e-12
         chain = p.chain(i)
-        g, f, q = (t[i].tolist() for t in (p.eq_gain_db, p.eq_freq_hz, p.eq_q))
+        g, f, q = (p[k][i].tolist() for k in ("eq.gain_db", "eq.freq_hz", "eq.q"))
         for name in chain:
             if name == "eq":
                 board = pb.Pedalboard(
@@ -118,29 +121,31 @@ def pedalboard_loop(x: np.ndarray, p: fxdsp.FxParams, sr: int) -> np.ndarray:
                 y = board(y, sr)
             elif name == "compressor":
                 comp = pb.Compressor(
-                    float(p.threshold_db[i]),
-                    float(p.ratio[i]),
-                    float(p.attack_ms[i]),
-                    float(p.release_ms[i]),
+                    float(p["compressor.threshold_db"][i]),
+                    float(p["compressor.ratio"][i]),
+                    float(p["compressor.attack_ms"][i]),
+                    float(p["compressor.release_ms"][i]),
                 )
                 y = comp(y, sr)
             elif name == "imager":
-                w = float(p.width[i])
+                w = float(p["imager.width"][i])
                 mid, side = (y[0] + y[1]) / 2, (y[0] - y[1]) / 2
                 mid, side = mid * min(1.0, 2.0 - w), side * min(1.0, w)
                 y = np.stack([mid + side, mid - side])
             elif name == "pan":
-                theta = (float(p.pan[i]) + 1) * np.pi / 4
+                theta = (float(p["pan.pan"][i]) + 1) * np.pi / 4
                 y = y * np.array([[np.cos(theta)], [np.sin(theta)]], dtype=y.dtype) * np.sqrt(2)
             elif name == "reverb":
-                dry = float(p.reverb_dry[i])
+                mix = float(p["reverb.mix"][i])
                 rev = pb.Reverb(
-                    room_size=min(float(p.rt60_s[i]) / 3.0, 1.0), wet_level=1 - dry, dry_level=dry
+                    room_size=min(float(p["reverb.rt60_s"][i]) / 3.0, 1.0),
+                    wet_level=mix,
+                    dry_level=1 - mix,
                 )
                 y = rev(y, sr)
             elif name == "gain":
-                y = pb.Gain(float(p.gain_db[i]))(y, sr) * (
-                    -1.0 if bool(p.invert_polarity[i]) else 1.0
+                y = pb.Gain(float(p["gain.gain_db"][i]))(y, sr) * (
+                    -1.0 if bool(p["gain.invert_polarity"][i]) else 1.0
                 )
                 continue
             y = y * (level / (np.sqrt(np.mean(y**2)) + 1e-12))

@@ -34,6 +34,8 @@ class ParamSpec:
         scale: ``"lin"`` maps ``u ∈ [0, 1]`` to ``min + u (max − min)``; ``"log"`` to
             ``min · (max/min)^u`` (requires ``min > 0``).
         description: one line for tables and ``describe()`` output.
+        band: the band index of a banded parameter (the EQ's ``(batch, bands)`` arguments),
+            None for a scalar one.
     """
 
     name: str
@@ -43,6 +45,7 @@ class ParamSpec:
     unit: str = ""
     scale: Scale = "lin"
     description: str = ""
+    band: int | None = None
 
     def __post_init__(self) -> None:
         if not self.minimum < self.maximum:
@@ -57,6 +60,27 @@ class ParamSpec:
             raise ValueError(f"{self.name}: scale must be 'lin' or 'log', got {self.scale!r}")
         if self.scale == "log" and self.minimum <= 0:
             raise ValueError(f"{self.name}: a log scale needs minimum > 0, got {self.minimum}")
+
+    @property
+    def key(self) -> str:
+        """``name`` for a scalar parameter, ``name[band]`` for a banded one."""
+        return self.name if self.band is None else f"{self.name}[{self.band}]"
+
+    def restricted(self, low: float, high: float) -> ParamSpec:
+        """The same parameter over ``[low, high]`` (inside this spec's range), same scale.
+
+        Raises:
+            ValueError: the range is not inside this spec's or is empty (``low >= high``).
+        """
+        if not (self.minimum <= low < high <= self.maximum):
+            raise ValueError(
+                f"{self.key}: range ({low:g}, {high:g}) is not a non-empty interval inside "
+                f"{self.range_str}"
+            )
+        default = min(max(self.default, low), high)
+        return ParamSpec(
+            self.name, low, high, default, self.unit, self.scale, self.description, self.band
+        )
 
     @property
     def range_str(self) -> str:
@@ -92,28 +116,28 @@ class ParamSpec:
             bad = flat[~((flat >= self.minimum) & (flat <= self.maximum))]
             if bad.numel():
                 raise ValueError(
-                    f"{self.name}={float(bad[0]):g} is outside its range {self.range_str}"
+                    f"{self.key}={float(bad[0]):g} is outside its range {self.range_str}"
                 )
             return
         values = [float(v) for v in value] if isinstance(value, Sequence) else [float(value)]
         for v in values:
             if not (self.minimum <= v <= self.maximum):  # also catches NaN
-                raise ValueError(f"{self.name}={v:g} is outside its range {self.range_str}")
+                raise ValueError(f"{self.key}={v:g} is outside its range {self.range_str}")
 
 
 def denormalize(specs: Sequence[ParamSpec], u: Tensor) -> dict[str, Tensor]:
-    """Map a ``(batch, len(specs))`` tensor in ``[0, 1]`` to ``{name: (batch,) physical}``."""
+    """Map a ``(batch, len(specs))`` tensor in ``[0, 1]`` to ``{key: (batch,) physical}``."""
     if u.ndim != 2 or u.shape[1] != len(specs):
         raise ValueError(
             f"normalized parameters must be (batch, {len(specs)}) for "
-            f"{[s.name for s in specs]}, got shape {tuple(u.shape)}"
+            f"{[s.key for s in specs]}, got shape {tuple(u.shape)}"
         )
-    return {s.name: s.to_physical(u[:, i]) for i, s in enumerate(specs)}
+    return {s.key: s.to_physical(u[:, i]) for i, s in enumerate(specs)}
 
 
 def normalize(specs: Sequence[ParamSpec], values: dict[str, Tensor]) -> Tensor:
-    """Inverse of :func:`denormalize`: ``{name: (batch,)}`` → ``(batch, len(specs))``."""
-    missing = [s.name for s in specs if s.name not in values]
+    """Inverse of :func:`denormalize`: ``{key: (batch,)}`` → ``(batch, len(specs))``."""
+    missing = [s.key for s in specs if s.key not in values]
     if missing:
         raise ValueError(f"missing parameters {missing}")
-    return torch.stack([s.to_normalized(values[s.name]) for s in specs], dim=-1)
+    return torch.stack([s.to_normalized(values[s.key]) for s in specs], dim=-1)
