@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import operator
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -71,6 +73,20 @@ def _default_cache_dir() -> Path:
     return Path(base) / "segments"
 
 
+def _samples(seconds: float, name: str, sample_rate: int) -> int:
+    """``round(seconds * sample_rate)``, or ``ValueError`` unless that is a positive count."""
+    seconds = float(seconds)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{name} must be a positive, finite number of seconds, got {seconds}")
+    samples = round(seconds * sample_rate)
+    if samples < 1:
+        raise ValueError(
+            f"{name}={seconds:g} is shorter than one sample at {sample_rate} Hz "
+            f"({1 / sample_rate:.3g} s)"
+        )
+    return samples
+
+
 def _save_atomic(path: Path, array: np.ndarray) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as fh:  # a handle: np.save would append ".npy" to a name
@@ -92,8 +108,9 @@ class SegmentDataset(Dataset):
     Args:
         tracks: the tracks (a :class:`MultitrackDataset`).
         segment_seconds: segment length in seconds (``L = round(segment_seconds * rate)``).
-        hop_seconds: grid step in seconds (default: half a segment).
-        silence_db: minimum segment RMS in dBFS.
+        hop_seconds: grid step in seconds (default: half a segment); at least one sample.
+        silence_db: minimum segment RMS in dBFS (``-inf`` keeps silent segments too; NaN and
+            ``+inf`` are refused).
         mode: ``"stem"`` (one stem per item) or ``"track"`` (all stems, aligned).
         cache_dir: where decoded tracks live (default ``$MIXFX_CACHE`` or ``~/.cache/mixfx``).
         dtype: ``"int16"`` or ``"float16"`` storage.
@@ -103,6 +120,13 @@ class SegmentDataset(Dataset):
             change it when the normalizer's behaviour changes.
         jitter: move segments randomly within a hop.
         seed: seed of the jitter.
+
+    Raises:
+        ValueError: a bad ``mode`` or ``dtype``, a segment or hop that is not finite or shorter
+            than one sample, or a NaN or ``+inf`` ``silence_db``.
+
+    Indexing works like a sequence's: ``ds[-1]`` is the last segment, and an index outside
+    ``[-len(ds), len(ds))`` raises :class:`IndexError`.
     """
 
     def __init__(
@@ -124,15 +148,23 @@ class SegmentDataset(Dataset):
             raise ValueError(f"mode must be 'stem' or 'track', got {mode!r}")
         if dtype not in ("int16", "float16"):
             raise ValueError(f"dtype must be 'int16' or 'float16', got {dtype!r}")
-        if not segment_seconds > 0:
-            raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
+        rate = tracks.sample_rate
+        segment = _samples(segment_seconds, "segment_seconds", rate)
+        hop = _samples(
+            segment_seconds / 2 if hop_seconds is None else hop_seconds, "hop_seconds", rate
+        )
+        silence_db = float(silence_db)
+        if math.isnan(silence_db) or silence_db == math.inf:
+            raise ValueError(
+                f"silence_db must be a level in dBFS (or -inf to keep every segment), got "
+                f"{silence_db}: no segment would pass the gate"
+            )
         self.source = tracks
         self.stems = tracks.stems
-        self.sample_rate = tracks.sample_rate
-        self.segment = round(segment_seconds * self.sample_rate)
-        hop = segment_seconds / 2 if hop_seconds is None else hop_seconds
-        self.hop = max(1, round(hop * self.sample_rate))
-        self.silence_db = float(silence_db)
+        self.sample_rate = rate
+        self.segment = segment
+        self.hop = hop
+        self.silence_db = silence_db
         self.mode = mode
         self.dtype = dtype
         self.jitter = jitter
@@ -293,6 +325,11 @@ class SegmentDataset(Dataset):
         }
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        n = len(self.index)
+        index = operator.index(index)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} segments")
+        index %= n  # a negative index is the same item (and the same jitter) as its positive
         t, s, offset = (int(v) for v in self.index[index])
         if self.jitter and self.hop > 1:
             rng = np.random.default_rng([self.seed, self.epoch, index])

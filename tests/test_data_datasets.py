@@ -270,3 +270,124 @@ def test_open_dataset_is_the_data_hook(musdb: Path, tmp_path: Path) -> None:
     assert isinstance(segs, SegmentDataset) and len(segs) > 0
     with pytest.raises(ValueError, match="segment_seconds"):
         open_dataset(musdb, "test", cache_dir=tmp_path / "c")
+
+
+# -- arguments that used to be accepted silently -----------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"hop_seconds": 0.0}, "hop_seconds"),
+        ({"hop_seconds": -0.1}, "hop_seconds"),
+        ({"hop_seconds": 1e-6}, "hop_seconds.*one sample"),
+        ({"hop_seconds": float("nan")}, "hop_seconds"),
+        ({"hop_seconds": float("inf")}, "hop_seconds"),
+        ({"segment_seconds": 1e-6}, "segment_seconds.*one sample"),
+        ({"segment_seconds": float("inf")}, "segment_seconds"),
+        ({"segment_seconds": float("nan")}, "segment_seconds"),
+        ({"silence_db": float("nan")}, "silence_db"),
+        ({"silence_db": float("inf")}, "silence_db"),
+    ],
+)
+def test_bad_segment_arguments_raise(
+    musdb: Path, tmp_path: Path, kwargs: dict[str, float], match: str
+) -> None:
+    tracks = MultitrackDataset(musdb, "test")
+    options: dict[str, object] = {"segment_seconds": SEGMENT, "cache_dir": tmp_path / "c"}
+    options.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        SegmentDataset(tracks, **options)  # type: ignore[arg-type]
+
+
+def test_negative_indices_work_like_a_sequence(musdb: Path, tmp_path: Path) -> None:
+    for jitter in (False, True):
+        ds = _segments(musdb, tmp_path / "cache", jitter=jitter, seed=5)
+        n = len(ds)
+        assert n > 2
+        for i in (1, n - 1):
+            neg, pos = ds[i - n], ds[i]
+            assert (neg["track"], neg["stem"], neg["offset"]) == (
+                pos["track"],
+                pos["stem"],
+                pos["offset"],
+            )
+            assert torch.equal(neg["audio"], pos["audio"])
+        assert ds[np.int64(-1)]["offset"] == ds[n - 1]["offset"]
+        for bad in (n, -n - 1, 10 * n):
+            with pytest.raises(IndexError, match=f"index {bad} out of range for {n} segments"):
+                ds[bad]
+
+
+# -- cached samples against the source file ----------------------------------------------------
+def _sine(amplitude: float, freq: float = 440.0, seconds: float = SECONDS) -> np.ndarray:
+    """(samples, 2): a stereo sine; 440 Hz is 110 whole periods of a 0.25 s segment, so every
+    segment's RMS is exactly ``amplitude / sqrt(2)`` wherever it starts."""
+    t = np.arange(round(seconds * SR)) / SR
+    x = amplitude * np.sin(2 * np.pi * freq * t)
+    return np.stack([x, 0.8 * x], axis=1) if freq != 440.0 else np.stack([x, x], axis=1)
+
+
+def test_cached_segments_match_the_source_samples_within_int16_quantisation(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "levels"
+    folder = root / "song"
+    folder.mkdir(parents=True)
+    # A stem beyond full scale (float wav), a nearly full-scale one, a quiet one, and noise.
+    rng = np.random.default_rng(0)
+    sources = {
+        "drums": _sine(1.8, 523.0),
+        "bass": _sine(0.99, 97.0),
+        "other": _sine(0.01, 1234.0),
+        "vocals": np.clip(0.3 * rng.standard_normal((round(SECONDS * SR), 2)), -0.95, 0.95),
+    }
+    for stem, audio in sources.items():
+        sf.write(folder / f"{stem}.wav", audio, SR, subtype="FLOAT")
+    ds = SegmentDataset(
+        MultitrackDataset(root, "all"),
+        SEGMENT,
+        silence_db=-60.0,
+        cache_dir=tmp_path / "cache",
+        jitter=False,
+    )
+    assert sorted(set(ds.index[:, 1].tolist())) == [0, 1, 2, 3]
+    for i in range(len(ds)):
+        item = ds[i]
+        stem = STEMS[item["stem"]]
+        source, _ = sf.read(ds.tracks[item["track"]].files[stem], dtype="float64")
+        expected = source[item["offset"] : item["offset"] + ds.segment].T
+        got = item["audio"].double().numpy()
+        # int16 storage of x / scale, scale = max(peak, 1): at most half a step of that scale,
+        # plus float32 rounding of the stored value times the scale.
+        scale = max(float(np.abs(source).max()), 1.0)
+        bound = 0.5 * scale / 32767 + 4e-7 * scale
+        error = float(np.abs(got - expected).max())
+        assert error <= bound, (stem, error, bound)
+        # ... and not far below it either: the samples really went through int16.
+        assert error > 0.05 * bound or stem == "other", (stem, error, bound)
+
+
+def test_silence_gate_is_exact_at_the_threshold(tmp_path: Path) -> None:
+    root = tmp_path / "gate"
+    folder = root / "song"
+    folder.mkdir(parents=True)
+    gate = -40.0
+
+    def at_db(level_db: float) -> np.ndarray:
+        return _sine(np.sqrt(2.0) * 10 ** (level_db / 20))  # RMS of a sine = amplitude / sqrt 2
+
+    levels = {"drums": gate - 0.2, "bass": gate + 0.2, "other": gate - 3.0, "vocals": gate + 3.0}
+    for stem, level in levels.items():
+        sf.write(folder / f"{stem}.wav", at_db(level), SR, subtype="FLOAT")
+    ds = SegmentDataset(
+        MultitrackDataset(root, "all"),
+        SEGMENT,
+        silence_db=gate,
+        cache_dir=tmp_path / "cache",
+        jitter=False,
+    )
+    per_stem = np.bincount(ds.index[:, 1], minlength=4)
+    grid = len(range(0, round(SECONDS * SR) - ds.segment + 1, ds.hop))
+    assert per_stem.tolist() == [0, grid, 0, grid]  # just below left out, just above kept
+    for i in range(len(ds)):
+        level = rms_dbfs(ds[i]["audio"].numpy())
+        assert level == pytest.approx(levels[STEMS[ds[i]["stem"]]], abs=0.01)
