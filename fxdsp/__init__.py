@@ -7,6 +7,7 @@ Two layers: :mod:`fxdsp.functional` holds pure functions with physical-unit argu
 from fxdsp import functional
 from fxdsp._checks import check_finite
 from fxdsp.chain_config import EFFECTS, STEMS, ChainConfig
+from fxdsp.fxnorm_stats import FxNormStats, compute_stats
 from fxdsp.manipulator import FxParams, Manipulator, sample_params
 from fxdsp.modules import (
     Compressor,
@@ -18,18 +19,23 @@ from fxdsp.modules import (
     Reverb,
     StereoImager,
 )
-from fxdsp.normalize import FxNormalizer, FxNormStats, compute_stats
+from fxdsp.normalize import FxNormalizer
 from fxdsp.params import ParamSpec
+from fxdsp.registry import EQ_BANDS, FAMILIES, EffectFamily
 from fxdsp.scheduler import ProbabilityScheduler
+from fxdsp.space import ParamSpace
 
 __version__ = "0.1.0"
 
 __all__ = [
     "EFFECTS",
+    "EQ_BANDS",
+    "FAMILIES",
     "STEMS",
     "ChainConfig",
     "Compressor",
     "Effect",
+    "EffectFamily",
     "FxNormStats",
     "FxNormalizer",
     "FxParams",
@@ -37,6 +43,7 @@ __all__ = [
     "LoudnessNormalize",
     "Manipulator",
     "Panner",
+    "ParamSpace",
     "ParamSpec",
     "ParametricEQ",
     "ProbabilityScheduler",

@@ -1,4 +1,4 @@
-"""The demo (experiments/demo.py): the files it writes, measured independently of fxdsp."""
+"""The demo (mixfx/demo.py): the files it writes, measured independently of fxdsp."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import welch
 
-from experiments import demo
+from mixfx import demo
 
 SR = 44100
 SECONDS = 2.0

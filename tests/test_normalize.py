@@ -1,4 +1,5 @@
-"""Tests of fxdsp.normalize: statistics, the batched FX normalizer and its stats CLI.
+"""Tests of the FX normalization: fxdsp.fxnorm_stats (statistics, JSON), fxdsp.fxnorm_measures and
+the batched FxNormalizer (fxdsp.normalize); the folder command is in tests/test_cli.py.
 
 Measured against independent references: pyloudnorm for loudness, numpy formulas for the
 mid-energy fraction, L/R balance and the average spectrum, closed forms for the onset-peak
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,17 +22,12 @@ import soundfile as sf
 import torch
 from signals import music
 
+import fxdsp
 from fxdsp.functional.loudness import normalize_loudness
-from fxdsp.normalize import (
-    STEMS,
-    FxNormalizer,
-    FxNormStats,
-    StemStats,
-    average_spectrum,
-    compute_stats,
-    onset_peak_db,
-    stats_main,
-)
+from fxdsp.fxnorm_measures import average_spectrum, onset_peak_db
+from fxdsp.fxnorm_stats import STEMS, FxNormStats, StemStats, compute_stats
+from fxdsp.normalize import FxNormalizer
+from mixfx.commands.fxnorm_stats import find_stem_files, read_stem_files
 
 SR = 44100
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -144,9 +141,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def folder_stats(root: Path) -> FxNormStats:
+    """compute_stats over the stem files of a folder, read as ``mixfx fxnorm-stats`` reads them."""
+    return compute_stats(read_stem_files(find_stem_files(root)))
+
+
 @pytest.fixture(scope="module")
 def stats(corpus: Path) -> FxNormStats:
-    return compute_stats(corpus, progress=False)
+    return folder_stats(corpus)
 
 
 @pytest.fixture(scope="module")
@@ -193,10 +195,10 @@ def test_compute_stats_from_iterable_and_skips_other_rates(tmp_path: Path) -> No
     sf.write(song / "vocals.wav", x.T, SR)
     sf.write(song / "drums.wav", stem_signal("drums", 4).T, 48000)
     with pytest.warns(UserWarning, match=r"drums\.wav.*48000"):
-        st = compute_stats(tmp_path, progress=False)
+        st = folder_stats(tmp_path)
     assert set(st.stems) == {"vocals"} and st.extra["skipped_files"] == 1
     # a stream of (stem, array, rate) gives the same numbers as the file
-    from_iter = compute_stats([("vocals", x.astype(np.float32), SR)], progress=False)
+    from_iter = compute_stats([("vocals", x.astype(np.float32), SR)])
     assert from_iter.stems["vocals"].loudness_lufs == pytest.approx(
         st.stems["vocals"].loudness_lufs, abs=1e-4
     )
@@ -403,20 +405,8 @@ def test_average_spectrum_matches_numpy() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# CLI and bad input
+# Bad input
 # ------------------------------------------------------------------------------------------------
-def test_cli_writes_loadable_json(
-    corpus: Path, stats: FxNormStats, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "sub" / "stats.json"
-    assert stats_main([str(corpus), "-o", str(out), "--no-progress"]) == 0
-    loaded = FxNormStats.from_json(out)
-    assert loaded.stems == stats.stems
-    assert "vocals" in capsys.readouterr().out
-    assert stats_main([str(tmp_path / "nothing-here"), "-o", str(out)]) == 1
-    assert "error" in capsys.readouterr().err
-
-
 def test_bad_input_raises(wide_stats: FxNormStats, tmp_path: Path) -> None:
     norm = FxNormalizer(wide_stats)
     x = torch.zeros(2, 2, SR)
@@ -441,12 +431,10 @@ def test_bad_input_raises(wide_stats: FxNormStats, tmp_path: Path) -> None:
         FxNormalizer(wide_stats, steps=("loudness", "reverb"))
     with pytest.raises(ValueError, match="odd"):
         FxNormalizer(wide_stats, eq_taps=1000)
-    (tmp_path / "song").mkdir()
-    (tmp_path / "song" / "readme.txt").write_text("no audio")
-    with pytest.raises(ValueError, match="no stem files"):
-        compute_stats(tmp_path, progress=False)
     with pytest.raises(ValueError, match="not a folder"):
-        compute_stats(tmp_path / "missing", progress=False)
+        compute_stats(tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no usable"):
+        compute_stats([])
     with pytest.raises(ValueError, match="format"):
         FxNormStats.from_json('{"stems": {}}')
     with pytest.raises(ValueError, match="unknown stem"):
@@ -501,3 +489,100 @@ def test_out_of_phase_stem_reaches_the_mid_target() -> None:
         e = y[i].square().sum(-1)
         assert abs(float(10 * torch.log10(e[0] / e[1]))) < 0.5
         torch.testing.assert_close(y[i].square().sum(), x[i].square().sum())
+
+
+# ------------------------------------------------------------------------------------------------
+# Hardened edges (each a regression test of a raw error users met)
+# ------------------------------------------------------------------------------------------------
+def test_public_names_stay_importable_from_fxdsp() -> None:
+    assert fxdsp.FxNormalizer is FxNormalizer
+    assert fxdsp.FxNormStats is FxNormStats
+    assert fxdsp.compute_stats is compute_stats
+
+
+@pytest.mark.parametrize("stems", [None, 3])
+def test_missing_stems_is_a_clear_error(stems: object) -> None:
+    """``FxNormalizer(stats)(x, None)`` raised a raw TypeError ('NoneType' is not iterable)."""
+    norm = FxNormalizer(FxNormStats.reference_musdb18())
+    with pytest.raises(ValueError, match=r"stems must be a stem name, a list of 2 names"):
+        norm(0.1 * torch.randn(2, 2, SR), stems)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"eq_floor_db": math.nan}, "eq_floor_db must be finite"),
+        ({"eq_floor_db": 20.0}, r"eq_floor_db must be in \[-300, 0\]"),
+        ({"eq_floor_db": "-60"}, "eq_floor_db must be a number"),
+        ({"eq_max_db": math.nan}, "eq_max_db must be finite"),
+        ({"eq_max_db": 0.0}, "eq_max_db must be > 0"),
+        ({"eq_smoothing_octaves": math.inf}, "eq_smoothing_octaves must be finite"),
+        ({"eq_low_hz": math.nan}, "eq_low_hz must be finite"),
+        ({"eq_high_hz": math.inf}, "eq_high_hz must be finite"),
+        ({"eq_low_hz": 500.0, "eq_high_hz": 100.0}, "need 0 <= eq_low_hz < eq_high_hz"),
+        ({"eq_taps": True}, "eq_taps must be an odd int"),
+    ],
+)
+def test_constructor_arguments_are_validated(kwargs: dict[str, object], message: str) -> None:
+    """``eq_floor_db=nan`` used to pass and fail at the first call ("impulse_response contains
+    non-finite values"): every argument is now checked when the normalizer is built."""
+    with pytest.raises(ValueError, match=message):
+        FxNormalizer(FxNormStats.corpus_default(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_compute_stats_skips_items_with_nan_naming_them() -> None:
+    good = stem_signal("vocals", 1)
+    bad = good.copy()
+    bad[0, 100] = np.nan
+    with pytest.warns(UserWarning, match=r"skipping song7/vocals\.wav: 1 NaN or Inf samples"):
+        st = compute_stats([("vocals", bad, SR, "song7/vocals.wav"), ("vocals", good, SR)])
+    assert st.stems["vocals"].count == 1 and st.extra["skipped_files"] == 1
+    with pytest.warns(UserWarning, match=r"skipping item 0 \(bass\): shorter than 400 ms"):
+        with pytest.raises(ValueError, match="no usable"):
+            compute_stats([("bass", good[:, :100], SR)])
+
+
+def _stats_dict() -> dict[str, object]:
+    return FxNormStats.reference_musdb18().to_dict()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.pop("stems"), "'stems' is missing"),
+        (lambda d: d.update(stems=[1, 2]), "'stems' must be an object"),
+        (lambda d: d.update(extra=None), "'extra' is null"),
+        (lambda d: d.update(extra=[1]), "extra must be an object"),
+        (lambda d: d.update(n_fft=None), "'n_fft' is null"),
+        (lambda d: d.update(description=3), "description must be a string"),
+        (lambda d: d["stems"].update(drums=None), "stem 'drums': expected an object, got null"),
+        (lambda d: d["stems"]["bass"].pop("ratio"), r"stem 'bass': missing field\(s\) \['ratio'\]"),
+        (lambda d: d["stems"]["bass"].update(gain=1), r"stem 'bass': unknown field\(s\)"),
+        (lambda d: d["stems"]["bass"].update(ratio=None), "stem 'bass': ratio must be a number"),
+        (lambda d: d["stems"]["bass"].update(spectrum=5), "stem 'bass': spectrum must be a list"),
+        (lambda d: d["stems"]["bass"].update(count="x"), "stem 'bass': count must be an integer"),
+        (lambda d: d.update(format="other/1"), "not FX-normalization stats: format is"),
+    ],
+)
+def test_malformed_stats_json_names_the_file_and_the_problem(
+    tmp_path: Path, edit: object, message: str
+) -> None:
+    """A stats file without ``stems`` gave KeyError, ``"extra": null`` a TypeError."""
+    data = _stats_dict()
+    edit(data)  # type: ignore[operator]
+    path = tmp_path / "stats.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: .*{message}"):
+        FxNormStats.from_json(path)
+
+
+@pytest.mark.parametrize("text", ['{"format": ', "[1, 2]", "", "\xff"])
+def test_unparsable_stats_file_names_the_file(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "broken.json"
+    path.write_bytes(text.encode("latin-1"))
+    problems = "(not valid JSON|expected a JSON object|cannot read)"
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: {problems}"):
+        FxNormStats.from_json(path)
+    absent = tmp_path / "absent.json"
+    with pytest.raises(ValueError, match=f"^{re.escape(str(absent))}: no such stats file"):
+        FxNormStats.from_json(absent)

@@ -16,8 +16,8 @@ It writes, into the output folder (``out/demo/`` by default), each file atomical
         over time with the integrated loudness of each;
     summary.json: the music, the chain's parameters and timings, and the measured figures.
 
-Run it with ``./run demo`` or ``python -m experiments.demo --help`` (same options as
-``mixfx demo``).
+Run it with ``mixfx demo`` or ``./run demo`` (``--help`` lists the options); from Python,
+:func:`run_demo`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from fxdsp.functional.stereo import pan, stereo_imager
 from fxdsp.io import atomic_write
 from fxdsp.kernels.iir import sosfilt
 
-__all__ = ["CHAIN", "DRY_LUFS", "SOURCES", "format_report", "main", "run_demo", "synth_music"]
+__all__ = ["CHAIN", "DRY_LUFS", "SOURCES", "format_report", "run_demo", "synth_music"]
 
 _EPS = 1e-12
 
@@ -721,14 +720,3 @@ def format_report(summary: dict[str, Any]) -> str:
     lines += ["", "  files:"]
     lines += [f"    {out / name}" for name in summary["files"].values()]
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point (``python -m experiments.demo``): the same as ``mixfx demo``."""
-    from fxdsp.cli import main as cli_main
-
-    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
