@@ -32,7 +32,14 @@ import torch
 from torch.utils.data import Dataset
 
 from fxdata.audio import DEFAULT_SAMPLE_RATE
-from fxdata.tracks import PACK_FORMAT, MultitrackDataset, Track, find_pack, pack_prefix
+from fxdata.tracks import (
+    PACK_FORMAT,
+    MultitrackDataset,
+    Track,
+    find_pack,
+    not_a_pack,
+    pack_prefix,
+)
 from fxdsp.io import atomic_write, atomic_write_text
 from fxdsp.registry import STEMS
 
@@ -334,36 +341,73 @@ class PackedSegments(Dataset):
     def __init__(self, path: str | Path, stems: Sequence[str] | None = None) -> None:
         meta_path = find_pack(path)
         if meta_path is None:
-            raise ValueError(f"{path} is not a segment pack (expected <out>.json and <out>.npy)")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            raise ValueError(not_a_pack(path))
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"malformed segment pack JSON {meta_path}: {err}") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"malformed segment pack JSON {meta_path}: not a JSON object")
         if meta.get("version") != PACK_VERSION or meta.get("dtype") != "int16":
             raise ValueError(
                 f"{meta_path}: pack version {meta.get('version')} / dtype {meta.get('dtype')} is "
                 f"not supported (expected version {PACK_VERSION}, int16)"
             )
+        try:
+            npy_name = str(meta["npy"])
+            sample_rate = int(meta["sample_rate"])
+            segment = int(meta["segment_samples"])
+            split = str(meta["split"])
+            count = int(meta["count"])
+            pack_stems = [str(s) for s in meta["stems"]]
+            track_names = [str(name) for name in meta["tracks"]]
+            seg = meta["segments"]
+            columns = [np.asarray(seg[key], dtype=np.int64) for key in ("track", "stem", "offset")]
+            scales = np.asarray(seg["scale"], dtype=np.float64)
+        except KeyError as err:
+            raise ValueError(f"malformed segment pack JSON {meta_path}: no field {err}") from None
+        except (TypeError, ValueError, OverflowError) as err:
+            raise ValueError(f"malformed segment pack JSON {meta_path}: {err}") from None
+        if scales.ndim != 1 or any(c.shape != scales.shape for c in columns):
+            raise ValueError(
+                f"malformed segment pack JSON {meta_path}: the segment columns track, stem, "
+                f"offset and scale differ in length ({[len(c) for c in columns]}, {scales.size})"
+            )
+        index = np.stack(columns, axis=1).reshape(-1, 3)
+        bad_track = (index[:, 0] < 0) | (index[:, 0] >= len(track_names))
+        bad_stem = (index[:, 1] < 0) | (index[:, 1] >= len(pack_stems))
+        if bool((bad_track | bad_stem).any()):
+            i = int(np.flatnonzero(bad_track | bad_stem)[0])
+            raise ValueError(
+                f"malformed segment pack JSON {meta_path}: segment {i} names track "
+                f"{index[i, 0]} of {len(track_names)} / stem {index[i, 1]} of {len(pack_stems)}"
+            )
+        # A scale multiplies every sample of its segment: NaN, inf (also a float64 value beyond
+        # float32's range) or <= 0 would serve NaN, inf or silent/inverted audio.
+        scales32 = scales.astype(np.float32)
+        with np.errstate(invalid="ignore"):
+            good = np.isfinite(scales32) & (scales32 > 0)
+        if not bool(good.all()):
+            i = int(np.flatnonzero(~good)[0])
+            t, s, o = (int(v) for v in index[i])
+            raise ValueError(
+                f"{meta_path}: segment {i} (track {track_names[t]!r}, stem {pack_stems[s]!r}, "
+                f"offset {o}) has scale {scales[i]}; a scale must be finite and > 0 "
+                f"({int((~good).sum())} bad scale(s)): the pack is damaged"
+            )
         self.meta = meta
-        self.path = meta_path.with_name(meta["npy"])
-        self.sample_rate = int(meta["sample_rate"])
-        self.segment = int(meta["segment_samples"])
-        self.split = str(meta["split"])
-        pack_stems = list(meta["stems"])
+        self.path = meta_path.with_name(npy_name)
+        self.sample_rate = sample_rate
+        self.segment = segment
+        self.split = split
         self.stems = tuple(pack_stems if stems is None else stems)
         unknown = [s for s in self.stems if s not in pack_stems]
         if unknown:
             raise ValueError(f"{meta_path} holds stems {pack_stems}, not {unknown}")
-        self.tracks = [Track(name, self.split, {}) for name in meta["tracks"]]
-        seg = meta["segments"]
-        index = (
-            np.stack(
-                [np.asarray(seg["track"]), np.asarray(seg["stem"]), np.asarray(seg["offset"])],
-                axis=1,
-            )
-            .astype(np.int64)
-            .reshape(-1, 3)
-        )
-        scales = np.asarray(seg["scale"], dtype=np.float32)
+        self.tracks = [Track(name, self.split, {}) for name in track_names]
+        scales = scales32
         array = np.load(self.path, mmap_mode="r")
-        expected = (int(meta["count"]), 2, self.segment)
+        expected = (count, 2, self.segment)
         if array.dtype != np.int16 or array.shape != expected or len(index) != expected[0]:
             raise ValueError(
                 f"{self.path} holds {array.dtype} {array.shape}, its JSON describes int16 "

@@ -20,6 +20,7 @@ import it, and it imports neither.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import warnings
 from collections.abc import Sequence
@@ -45,6 +46,9 @@ __all__ = [
     "detect_layout",
     "find_pack",
     "find_tracks",
+    "not_a_pack",
+    "pack_files",
+    "pack_prefix",
 ]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif")
@@ -63,6 +67,12 @@ def pack_prefix(path: str | Path) -> Path:
     return path.with_suffix("") if path.suffix in (".json", ".npy") else path
 
 
+def pack_files(path: str | Path) -> tuple[Path, Path]:
+    """The ``(<out>.json, <out>.npy)`` paths of the pack named by ``path`` (existing or not)."""
+    prefix = pack_prefix(path)
+    return prefix.with_name(prefix.name + ".json"), prefix.with_name(prefix.name + ".npy")
+
+
 def find_pack(path: str | Path) -> Path | None:
     """The JSON file of the pack at ``path`` (``<out>``, ``<out>.json`` or ``<out>.npy``), or None.
 
@@ -75,16 +85,42 @@ def find_pack(path: str | Path) -> Path | None:
     path = Path(path)
     if path.is_dir():
         return None
-    prefix = pack_prefix(path)
-    meta, npy = prefix.with_name(prefix.name + ".json"), prefix.with_name(prefix.name + ".npy")
+    meta, npy = pack_files(path)
     if not (meta.is_file() and npy.is_file()):
         return None
     try:
         with open(meta, encoding="utf-8") as fh:
             head = fh.read(4096)  # "format" is written first
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
     return meta if f'"format": "{PACK_FORMAT}"' in head else None
+
+
+def not_a_pack(path: str | Path) -> str:
+    """Why ``path`` (not a folder, and not a pack :func:`find_pack` recognizes) cannot be opened.
+
+    Names the file at fault: a pack JSON that does not parse is *malformed*, one that parses but
+    declares another format is not a pack, a JSON or ``.npy`` without its partner is an
+    incomplete pack, and a path to nothing does not exist.
+    """
+    path = Path(path)
+    meta, npy = pack_files(path)
+    if meta.is_file():
+        try:
+            data = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            return f"malformed segment pack JSON {meta}: {err}"
+        if not isinstance(data, dict) or data.get("format") != PACK_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            return f"{meta} is not a segment pack JSON (format {found!r}, expected {PACK_FORMAT!r})"
+        if not npy.is_file():
+            return f"incomplete segment pack: {npy} is missing beside {meta}"
+        return f"malformed segment pack JSON {meta}: the format key must come first"
+    if npy.is_file():
+        return f"incomplete segment pack: {meta} is missing beside {npy}"
+    if path.exists():
+        return f"{path} is neither a dataset folder nor a segment pack (<out>.json + <out>.npy)"
+    return f"dataset folder {path} does not exist"
 
 
 def decode_count() -> int:
@@ -137,7 +173,7 @@ def detect_layout(root: str | Path) -> str:
     if not root.is_dir():
         if find_pack(root) is not None:
             return "pack"
-        raise ValueError(f"dataset folder {root} does not exist")
+        raise ValueError(not_a_pack(root))
     if (root / "corpus.json").is_file():
         return "corpus"
     split_dirs = [root / s for s in SPLITS if (root / s).is_dir()]

@@ -16,7 +16,11 @@ import fxdata
 import fxdata.pack as pack_module
 from fxdata.datasets import STEMS, detect_layout, open_dataset
 from fxdata.pack import PackedSegments, pack_segments
-from fxdsp.cli import main
+
+try:  # the command layer is moving from fxdsp.cli to mixfx.cli
+    from mixfx.cli import main
+except ImportError:
+    from fxdsp.cli import main
 
 SR = 44100
 SECONDS = 8.0
@@ -260,3 +264,61 @@ def test_cli_pack(musdb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
     empty.mkdir()
     assert main(["corpus", "pack", str(empty), "--out", str(out), "--no-progress"]) == 1
     assert "no tracks" in capsys.readouterr().err
+
+
+def _copy_pack(packed: tuple[dict, Path], folder: Path) -> tuple[Path, dict]:
+    """A private copy of the module's pack (``<folder>/p.json``, ``p.npy``) and its JSON."""
+    _, out = packed
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = json.loads(out.with_suffix(".json").read_text())
+    meta["npy"] = "p.npy"
+    (folder / "p.npy").write_bytes(out.with_suffix(".npy").read_bytes())
+    return folder / "p.json", meta
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"format": "mixfx-segment-pack", "version": 1, "dtype": "int16", "npy": "p.np',
+        "{not json at all",
+        "",
+    ],
+    ids=["truncated", "garbage", "empty"],
+)
+def test_malformed_pack_json_is_named_as_such(
+    packed: tuple[dict, Path], tmp_path: Path, text: str
+) -> None:
+    meta_path, _ = _copy_pack(packed, tmp_path)
+    meta_path.write_text(text)
+    for opener in (open_dataset, PackedSegments):
+        for path in (meta_path, tmp_path / "p", tmp_path / "p.npy"):
+            with pytest.raises(ValueError, match="malformed") as info:
+                opener(path)
+            message = str(info.value)
+            assert str(meta_path) in message and "does not exist" not in message
+
+
+def test_pack_json_missing_fields_is_named(packed: tuple[dict, Path], tmp_path: Path) -> None:
+    meta_path, meta = _copy_pack(packed, tmp_path)
+    del meta["segments"]["scale"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"malformed.*scale") as info:
+        PackedSegments(meta_path)
+    assert str(meta_path) in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 0.0, -0.5])
+def test_bad_scale_in_pack_json_is_refused(
+    packed: tuple[dict, Path], tmp_path: Path, bad: float
+) -> None:
+    meta_path, meta = _copy_pack(packed, tmp_path)
+    meta["segments"]["scale"][3] = bad
+    meta_path.write_text(json.dumps(meta))  # json writes NaN / Infinity, and reads them back
+    for opener in (open_dataset, PackedSegments):
+        with pytest.raises(ValueError, match=r"segment 3\b.*scale") as info:
+            opener(meta_path)
+        assert str(meta_path) in str(info.value)
+    meta["segments"]["scale"][3] = 0.25  # the same pack with a good scale serves finite audio
+    meta_path.write_text(json.dumps(meta))
+    audio = PackedSegments(meta_path)[3]["audio"]
+    assert torch.isfinite(audio).all() and 0 < float(audio.abs().max()) <= 0.25
