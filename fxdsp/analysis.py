@@ -815,14 +815,21 @@ def measure(audio: Tensor, sample_rate: float) -> dict[str, Tensor]:
     fs = check_sample_rate(sample_rate)
     with torch.no_grad():
         x = audio.detach()
-        out: dict[str, Tensor] = {
-            "integrated_lufs": loudness(x, fs),
-            "max_momentary_lufs": momentary_loudness(x, fs).amax(-1),
-        }
-        if x.shape[-1] >= round(SHORT_TERM_S * fs):
-            st = _loudness_curve64(x, fs, SHORT_TERM_S, 0.1)
-            out["max_short_term_lufs"] = st.amax(-1).to(x.dtype)
-            out["loudness_range_lu"] = _lra(st).to(x.dtype)
+        if x.shape[1] > len(_CHANNEL_WEIGHTS):
+            raise ValueError(
+                f"BS.1770 loudness supports up to {len(_CHANNEL_WEIGHTS)} channels, "
+                f"got {x.shape[1]}"
+            )
+        out: dict[str, Tensor] = {"integrated_lufs": loudness(x, fs)}
+        power = _weighted_power(x, fs)  # K-weighted once for M and S
+        window, hop = _frame_samples(fs, MOMENTARY_S, 0.1)
+        out["max_momentary_lufs"] = _lufs(_windowed_mean(power, window, hop)).amax(-1)
+        window, hop = _frame_samples(fs, SHORT_TERM_S, 0.1)
+        if x.shape[-1] >= window:
+            st = _lufs(_windowed_mean(power, window, hop))
+            out["max_short_term_lufs"] = st.amax(-1)
+            out["loudness_range_lu"] = _lra(st)
+        out = {k: v.to(x.dtype) for k, v in out.items()}
         out["peak_dbfs"] = peak_dbfs(x)
         out["rms_dbfs"] = rms_dbfs(x)
         out["crest_factor_db"] = crest_factor_db(x)
