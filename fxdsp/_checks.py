@@ -12,6 +12,7 @@ raising (run :func:`fxdsp.check_finite` yourself where you need the guarantee on
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -19,7 +20,11 @@ from torch import Tensor
 
 ParamLike = float | int | Tensor
 
+#: Channel counts above this one get a warning from :func:`check_audio` (a likely layout mix-up).
+MAX_QUIET_CHANNELS = 8
+
 __all__ = [
+    "MAX_QUIET_CHANNELS",
     "ParamLike",
     "as_band_param",
     "as_number",
@@ -68,9 +73,13 @@ def check_audio(
             spectrum, no envelope and no loudness).
         channels: if given, the channel counts accepted.
 
+    The layout is never guessed: more channels than samples (e.g. a channels-last
+    ``(batch, samples, channels)`` tensor) is an error, and more than
+    :data:`MAX_QUIET_CHANNELS` channels a ``UserWarning``.
+
     Raises:
-        ValueError: wrong type, ndim, dtype, empty axes, too few samples, a channel count not in
-            ``channels``, or (CPU tensors only) NaN/Inf values.
+        ValueError: wrong type, ndim, dtype, empty axes, too few samples, more channels than
+            samples, a channel count not in ``channels``, or (CPU tensors only) NaN/Inf values.
     """
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -89,10 +98,23 @@ def check_audio(
             f"{name} has {samples} samples; at least {min_samples} are needed "
             f"(shape {tuple(x.shape)})"
         )
+    if chans > samples:
+        raise ValueError(
+            f"{name} has more channels ({chans}) than samples ({samples}), shape "
+            f"{tuple(x.shape)}: audio must be (batch, channels, samples); for channels-last "
+            f"audio (batch, samples, channels), transpose it first: {name}.transpose(1, 2)"
+        )
     if channels is not None and chans not in channels:
         raise ValueError(
             f"{name} must have {' or '.join(str(c) for c in channels)} channel(s), got {chans} "
             f"(shape {tuple(x.shape)})"
+        )
+    if chans > MAX_QUIET_CHANNELS:
+        warnings.warn(
+            f"{name} has {chans} channels (shape {tuple(x.shape)}); audio is read as "
+            f"(batch, channels, samples): check the layout",
+            UserWarning,
+            stacklevel=3,
         )
     if x.device.type == "cpu":
         check_finite(x, name)
@@ -175,6 +197,24 @@ def as_param(
     return t
 
 
+def _nested_floats(value: object, name: str) -> float | list:
+    """A number or a (nested, rectangular) sequence of numbers as nested lists of floats."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        items = [_nested_floats(v, name) for v in value]
+        lengths = {len(v) if isinstance(v, list) else -1 for v in items}
+        if len(lengths) > 1:
+            raise ValueError(f"{name} is a ragged nested sequence (rows of different lengths)")
+        return items
+    if isinstance(value, Tensor) and value.numel() == 1:
+        return float(value)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must hold numbers, got an element of type {type(value).__name__}"
+        ) from None
+
+
 def as_band_param(
     value: ParamLike | Sequence[float],
     x: Tensor,
@@ -188,7 +228,8 @@ def as_band_param(
     """Turn a per-band parameter into a ``(batch, bands)`` tensor.
 
     Accepts a number (same for every band and item), a sequence of ``bands`` numbers, a
-    ``(bands,)`` tensor (same for every item) or a ``(batch, bands)`` tensor.
+    ``(bands,)`` tensor (same for every item), a ``(batch, bands)`` tensor or nested sequences
+    of that shape.
     """
     batch = x.shape[0]
     dtype = dtype or x.dtype
@@ -197,7 +238,7 @@ def as_band_param(
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         t = torch.full((bands,), float(value), dtype=dtype, device=x.device)
     elif isinstance(value, Sequence) and not isinstance(value, str):
-        t = torch.tensor([float(v) for v in value], dtype=dtype, device=x.device)
+        t = torch.tensor(_nested_floats(value, name), dtype=dtype, device=x.device)
     else:
         raise ValueError(f"{name} must be a number, a sequence or a tensor, got {type(value)}")
     if t.ndim == 0:
