@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from fxdsp._checks import ParamLike, as_param, check_audio, check_sample_rate
+from fxdsp.functional.gain import GAIN_DB_RANGE
 from fxdsp.kernels.compressor import smooth_gain
 
 __all__ = ["compressor"]
@@ -65,7 +66,8 @@ def compressor(
       (:func:`fxdsp.kernels.compressor.smooth_gain`);
     - output ``y_c[n] = x_c[n] 10^((g[n] + makeup_db) / 20)``, the same gain on every channel.
 
-    Differentiable w.r.t. ``x`` and every parameter given as a tensor. Ranges are checked on
+    Differentiable w.r.t. ``x`` and every parameter given as a tensor (first order: a
+    second-order graph, ``create_graph=True``, raises ``RuntimeError``). Ranges are checked on
     numbers and CPU tensors only (a check on a CUDA tensor would synchronise the device); an
     unchecked CUDA ``ratio < 1`` acts as 1, a ``knee_db < 0`` as 0. Inputs other than float32
     and float64 are processed in float32 and cast back.
@@ -78,7 +80,8 @@ def compressor(
         attack_ms: attack time constant in ms, > 0, float or ``(batch,)``.
         release_ms: release time constant in ms, > 0, float or ``(batch,)``.
         knee_db: knee width ``W`` in dB, >= 0 (0 = hard knee), float or ``(batch,)``.
-        makeup_db: make-up gain in dB applied after compression, float or ``(batch,)``.
+        makeup_db: make-up gain in dB applied after compression, float or ``(batch,)``, in
+            ``GAIN_DB_RANGE`` (−120…+120 dB, as :func:`fxdsp.functional.gain`).
 
     Returns:
         The compressed audio, same shape, dtype and device as ``x``.
@@ -89,7 +92,8 @@ def compressor(
     Raises:
         ValueError: bad audio (ndim, dtype, fewer than 2 samples, NaN/Inf on CPU), a sample
             rate <= 0, a parameter of the wrong shape or device, ``ratio < 1``,
-            ``attack_ms <= 0``, ``release_ms <= 0`` or ``knee_db < 0``.
+            ``attack_ms <= 0``, ``release_ms <= 0``, ``knee_db < 0`` or ``makeup_db`` outside
+            ±120 dB.
     """
     check_audio(x)
     fs = check_sample_rate(sample_rate)
@@ -98,7 +102,8 @@ def compressor(
     threshold = as_param(threshold_db, work, "threshold_db")[:, None]
     ratio_t = as_param(ratio, work, "ratio", low=1.0)[:, None]
     knee = as_param(knee_db, work, "knee_db", low=0.0)[:, None]
-    makeup = as_param(makeup_db, work, "makeup_db")[:, None]
+    makeup = as_param(makeup_db, work, "makeup_db", low=GAIN_DB_RANGE[0], high=GAIN_DB_RANGE[1])
+    makeup = makeup[:, None]
     alpha_attack = _pole(_time_param(attack_ms, work, "attack_ms"), fs)
     alpha_release = _pole(_time_param(release_ms, work, "release_ms"), fs)
 

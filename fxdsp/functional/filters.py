@@ -42,7 +42,10 @@ def sosfilt(x: Tensor, sos: Tensor) -> Tensor:
         sos: ``(batch, sections, 6)`` or ``(sections, 6)`` rows ``[b0, b1, b2, a0, a1, a2]``.
 
     Returns:
-        Filtered audio, same shape, dtype and device; differentiable w.r.t. ``x`` and ``sos``.
+        Filtered audio, same shape, dtype and device; differentiable w.r.t. ``x`` and ``sos``
+        (first order on the CPU kernel: a second-order graph raises ``RuntimeError``, see
+        :func:`fxdsp.kernels.iir.sosfilt`). float16/bfloat16 audio is computed in float32; an
+        empty cascade (zero sections) returns a copy of ``x``.
     """
     check_audio(x)
     if not isinstance(sos, Tensor) or sos.ndim not in (2, 3) or sos.shape[-1] != 6:
@@ -90,7 +93,8 @@ def rbj_biquad(
         parameters), normalised so that ``a[..., 0] == 1``.
 
     Raises:
-        ValueError: unknown kind, non-positive ``q``, or a frequency outside ``(0, fs/2)``.
+        ValueError: unknown kind, non-positive ``q``, a frequency outside ``(0, fs/2)``, or
+            (numbers and CPU tensors) a NaN/Inf parameter, named in the message.
     """
     sample_rate = check_sample_rate(sample_rate)
     if kind not in BAND_TYPES:
@@ -98,6 +102,9 @@ def rbj_biquad(
     like = next((v for v in (gain_db, freq_hz, q) if isinstance(v, Tensor)), None)
     g, f, qq = (_as_f64(v, like) for v in (gain_db, freq_hz, q))
     g, f, qq = torch.broadcast_tensors(g, f, qq)
+    for value, name in ((g, "gain_db"), (f, "freq_hz"), (qq, "q")):
+        if value.device.type == "cpu" and not bool(torch.isfinite(value.detach()).all()):
+            raise ValueError(f"{name} must be finite, got {value.detach().flatten().tolist()[:8]}")
     if f.device.type == "cpu":
         if bool(((f <= 0) | (f >= sample_rate / 2)).any()):
             raise ValueError(

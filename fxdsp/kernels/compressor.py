@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from numba import prange
 from torch import Tensor
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
 
 from fxdsp.kernels import in_forked_child
 
@@ -413,8 +413,16 @@ class _SmoothGain(torch.autograd.Function):
         return g
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad_g: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        # Backward runs with grad enabled only under create_graph=True. ``once_differentiable``
+        # would return a disconnected gradient there, and a second derivative through the
+        # compressor would silently miss this kernel's terms: refuse instead.
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "the compressor's gain smoother (fxdsp.kernels.compressor.smooth_gain) has no "
+                "second-order gradient: backward with create_graph=True, double backward and "
+                "gradgradcheck are not supported (the first-order gradient is exact)"
+            )
         g, c, mask, alpha_a, alpha_r = ctx.saved_tensors
         grad_c, grad_aa, grad_ar = smooth_gain_backward(grad_g, g, c, mask, alpha_a, alpha_r)
         need_c, need_a, need_r = ctx.needs_input_grad
@@ -430,7 +438,8 @@ def smooth_gain(c: Tensor, alpha_attack: Tensor, alpha_release: Tensor) -> Tenso
 
     ``g[n] = a g[n-1] + (1 - a) c[n]`` with ``a = alpha_attack`` where ``c[n] < g[n-1]`` and
     ``a = alpha_release`` otherwise, ``g[-1] = 0`` (Giannoulis et al., JAES 2012). Gradients flow
-    to ``c`` and to both poles through an analytic backward kernel.
+    to ``c`` and to both poles through an analytic backward kernel (first order only: a
+    second-order graph, ``create_graph=True``, raises ``RuntimeError``).
 
     Args:
         c: gain computer output in dB, ``(batch, samples)``, float32 or float64.

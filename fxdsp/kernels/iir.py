@@ -170,6 +170,13 @@ class _SosfiltCPU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():  # backward runs with grad enabled only for create_graph=True
+            raise RuntimeError(
+                "sosfilt's CPU kernel has no second-order gradient (backward with "
+                "create_graph=True, double backward, gradgradcheck); its first-order gradient "
+                "is exact. For second-order derivatives use fxdsp.kernels.iir.sosfilt_scan "
+                "(plain torch ops, twice differentiable; the path CUDA tensors take)"
+            )
         x, b, a = ctx.saved_tensors
         grad_x = torch.empty_like(x)
         grad_b = torch.empty_like(b)
@@ -291,7 +298,9 @@ def sosfilt(x: Tensor, sos: Tensor) -> Tensor:
 
     Returns:
         Filtered audio, same shape, dtype and device as ``x``. Differentiable with respect to
-        ``x`` and ``sos``.
+        ``x`` and ``sos``; float16/bfloat16 audio is filtered in float32 and cast back; zero
+        sections return a copy of ``x``. Second-order gradients (``create_graph=True``) are
+        supported off the CPU (plain torch ops) and raise ``RuntimeError`` on the CPU kernel.
     """
     batch, channels, samples = x.shape
     if sos.ndim == 2:
@@ -300,6 +309,10 @@ def sosfilt(x: Tensor, sos: Tensor) -> Tensor:
         raise ValueError(
             f"sos must be (batch, sections, 6) with batch={batch}, got {tuple(sos.shape)}"
         )
+    if sos.shape[1] == 0:
+        return x.clone()
+    if x.dtype not in (torch.float32, torch.float64):  # float16/bfloat16: no kernel, no scan
+        return sosfilt(x.float(), sos).to(x.dtype)
     sos = sos.to(torch.float64)
     a0 = sos[..., 3:4]
     b = sos[..., 0:3] / a0
