@@ -15,9 +15,11 @@ import torch
 from torch import Tensor
 
 from fxdsp._checks import ParamLike, as_param, check_audio, check_sample_rate
+from fxdsp.functional._scaling import pow2_scale
 from fxdsp.kernels.iir import sosfilt
 
 __all__ = [
+    "MIN_SAMPLE_RATE",
     "k_weighting_sos",
     "loudness",
     "normalize_loudness",
@@ -40,18 +42,29 @@ ABS_GATE_LUFS = -70.0
 REL_GATE_LU = -10.0
 _CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)
 _EPS = 1e-12
+#: Lowest sample rate of the K-weighting (and so of :func:`loudness`), Hz: its +4 dB shelf
+#: near 1.68 kHz needs the Nyquist frequency well above it.
+MIN_SAMPLE_RATE = 8000.0
 
 
 def k_weighting_sos(sample_rate: float) -> Tensor:
     """The two K-weighting sections for ``sample_rate`` as a float64 ``(2, 6)`` SOS array.
 
     Args:
-        sample_rate: in Hz.
+        sample_rate: in Hz, at least :data:`MIN_SAMPLE_RATE` (8 kHz).
 
     Returns:
         ``[[b0, b1, b2, 1, a1, a2], …]``: the high-shelf pre-filter, then the RLB high-pass.
+
+    Raises:
+        ValueError: a sample rate that is not a number or is below :data:`MIN_SAMPLE_RATE`.
     """
     fs = check_sample_rate(sample_rate)
+    if fs < MIN_SAMPLE_RATE:
+        raise ValueError(
+            f"sample_rate={fs:g} Hz is too low for the BS.1770 K-weighting (its shelf is at "
+            f"{_SHELF_F0:.0f} Hz): at least {MIN_SAMPLE_RATE:g} Hz is needed"
+        )
     k = math.tan(math.pi * _SHELF_F0 / fs)
     vh = 10.0 ** (_SHELF_GAIN_DB / 20.0)
     vb = vh**_SHELF_VB_EXP
@@ -93,9 +106,13 @@ def loudness(x: Tensor, sample_rate: float) -> Tensor:
     the absolutely gated blocks). Channel weights ``G`` are 1 for the first three channels and
     1.41 for the fourth and fifth (surrounds).
 
+    Items with a peak of 2 or more are measured on ``x · 2^-k`` (exact) and ``20 log10(2^k)``
+    is added back, so levels up to the dtype's maximum do not overflow the filters;
+    float16/bfloat16 audio is filtered in float32.
+
     Args:
         x: audio ``(batch, channels, samples)``, at least 400 ms long.
-        sample_rate: in Hz.
+        sample_rate: in Hz, at least :data:`MIN_SAMPLE_RATE` (8 kHz).
 
     Returns:
         ``(batch,)`` loudness in LUFS, in ``x.dtype``; ``-inf`` for items that are silent (no
@@ -103,6 +120,15 @@ def loudness(x: Tensor, sample_rate: float) -> Tensor:
     """
     check_audio(x)
     sample_rate = check_sample_rate(sample_rate)
+    if sample_rate < MIN_SAMPLE_RATE:
+        k_weighting_sos(sample_rate)  # raises, naming the rate
+    scale, inv = pow2_scale(x)
+    lufs = _loudness(x * scale, sample_rate)
+    return (lufs + 20.0 * torch.log10(inv.reshape(-1).to(lufs.dtype))).to(x.dtype)
+
+
+def _loudness(x: Tensor, sample_rate: float) -> Tensor:
+    """Float64 integrated loudness of checked audio (the body of :func:`loudness`)."""
     if x.shape[1] > len(_CHANNEL_WEIGHTS):
         raise ValueError(
             f"loudness supports up to {len(_CHANNEL_WEIGHTS)} channels, got {x.shape[1]}"
@@ -123,8 +149,7 @@ def loudness(x: Tensor, sample_rate: float) -> Tensor:
     mask = abs_mask * (block_lufs > rel_gate.unsqueeze(-1)).to(power.dtype)
     gated, count = gated_power(mask)
     lufs = -0.691 + 10.0 * torch.log10(gated.clamp_min(_EPS))
-    lufs = torch.where(count > 0, lufs, torch.full_like(lufs, -math.inf))
-    return lufs.to(x.dtype)
+    return torch.where(count > 0, lufs, torch.full_like(lufs, -math.inf))
 
 
 def normalize_loudness(x: Tensor, sample_rate: float, target_lufs: ParamLike) -> Tensor:
@@ -135,7 +160,7 @@ def normalize_loudness(x: Tensor, sample_rate: float, target_lufs: ParamLike) ->
 
     Args:
         x: audio ``(batch, channels, samples)``, at least 400 ms long.
-        sample_rate: in Hz.
+        sample_rate: in Hz, at least :data:`MIN_SAMPLE_RATE`.
         target_lufs: number or ``(batch,)`` tensor, in LUFS (−100 to +10).
 
     Returns:
@@ -153,9 +178,13 @@ def rms(x: Tensor, eps: float = 1e-30) -> Tensor:
     """Root-mean-square level per item over channels and samples: ``(batch,)``.
 
     ``sqrt(mean(x²) + eps)``: the tiny ``eps`` keeps the gradient finite on silence (the
-    derivative of ``sqrt`` at 0 is infinite) and changes no audible level.
+    derivative of ``sqrt`` at 0 is infinite) and changes no audible level. Items with a peak of
+    2 or more are computed as ``2^k · rms(x · 2^-k)`` (exact scaling), so ``x²`` cannot
+    overflow.
     """
-    return torch.sqrt(x.square().mean(dim=(-2, -1)) + eps)
+    scale, inv = pow2_scale(x)
+    scale, inv = scale.reshape(-1), inv.reshape(-1)
+    return torch.sqrt((x * scale[:, None, None]).square().mean(dim=(-2, -1)) + eps * scale**2) * inv
 
 
 def rms_normalize_to(y: Tensor, reference: Tensor, eps: float = 1e-8) -> Tensor:

@@ -35,12 +35,16 @@ import torch
 from torch import Tensor
 
 from fxdsp._checks import ParamLike, as_param, check_audio, check_finite, check_sample_rate
+from fxdsp.functional._scaling import COMPUTE_DTYPES as _COMPUTE_DTYPES
+from fxdsp.functional._scaling import check_no_overflow as _check_no_overflow
+from fxdsp.functional._scaling import pow2_scale as _pow2_scale
 from fxdsp.prng import as_seed, signed_uniform
 
 __all__ = [
     "BAND_CROSSOVERS_HZ",
     "DAMPING_MIN_RATIO",
     "DAMPING_RANGE",
+    "MAX_IR_SECONDS",
     "MIX_RANGE",
     "PREDELAY_MS_RANGE",
     "RT60_RANGE",
@@ -65,10 +69,15 @@ BAND_CROSSOVERS_HZ: tuple[float, ...] = (125.0, 250.0, 500.0, 1000.0, 2000.0, 40
 DAMPING_MIN_RATIO: float = 0.1
 #: Default IR length: ``predelay + TAIL_RT60_FACTOR · rt60`` (1.5 · 60 dB = 90 dB of decay).
 TAIL_RT60_FACTOR: float = 1.5
+#: Longest impulse response accepted, in seconds (``length`` / ``ir_length`` above
+#: ``MAX_IR_SECONDS · sample_rate`` raise ``ValueError``); the default length is at most
+#: ``PREDELAY_MS_RANGE[1] / 1000 + TAIL_RT60_FACTOR · RT60_RANGE[1]`` = 15.5 s.
+MAX_IR_SECONDS: float = 60.0
 
 _LN_1000 = math.log(1000.0)  # amplitude decay exponent for 60 dB
 _FRAME_SECONDS = 0.0232  # ~1024 samples at 44.1 kHz
 _ENERGY_EPS = 1e-30
+_ENERGY_CHUNK = 1 << 17  # samples of IR tail per step when only its energy is needed
 
 
 def next_fast_len(n: int) -> int:
@@ -112,7 +121,9 @@ def convolve(x: Tensor, impulse_response: Tensor) -> Tensor:
     ``y[b, c, t] = Σ_k h[b, c, k] · x[b, c, t − k]`` for ``0 <= t < T``: the output is truncated to
     the input's length (the tail that rings past the end of ``x`` is dropped; pad ``x`` with
     zeros first to keep it). Computed with ``torch.fft.rfft`` at a 5-smooth size
-    ``>= T + min(K, T) − 1`` (no circular wrap-around).
+    ``>= T + min(K, T) − 1`` (no circular wrap-around). Inputs with a peak of 2 or more are
+    scaled by exact powers of two around the FFT (no overflow of its sums, bit-identical
+    results otherwise); float16/bfloat16 are computed in float32 and cast back.
 
     Args:
         x: audio, ``(batch, channels, samples)``.
@@ -126,7 +137,7 @@ def convolve(x: Tensor, impulse_response: Tensor) -> Tensor:
 
     Raises:
         ValueError: malformed audio, an IR with a bad ndim, batch or channel count, no taps,
-            another device, or (CPU) non-finite values.
+            another device, or (CPU) non-finite values or a result that overflows the dtype.
     """
     check_audio(x)
     h = impulse_response
@@ -156,7 +167,14 @@ def convolve(x: Tensor, impulse_response: Tensor) -> Tensor:
         )
     if h.device.type == "cpu":
         check_finite(h, "impulse_response")
-    return _fft_convolve(x, h.to(x.dtype))
+    work = x if x.dtype in _COMPUTE_DTYPES else x.float()
+    h = h.to(work.dtype)
+    x_scale, x_inv = _pow2_scale(work)
+    h_scale, h_inv = _pow2_scale(h)
+    y = _fft_convolve(work * x_scale, h * h_scale) * (x_inv * h_inv)
+    y = y if y.dtype == x.dtype else y.to(x.dtype)
+    _check_no_overflow(y, x_inv * h_inv, "convolve")
+    return y
 
 
 def _frame_size(sample_rate: float) -> int:
@@ -179,9 +197,19 @@ def _band_masks(sample_rate: float, n_fft: int, device: torch.device, dtype: tor
 
 
 def _decaying_noise(
-    sample_rate: float, rt60: Tensor, damping: Tensor, seeds: Tensor, samples: int
+    sample_rate: float,
+    rt60: Tensor,
+    damping: Tensor,
+    seeds: Tensor,
+    samples: int,
+    start_block: int = 0,
 ) -> Tensor:
-    """Band-wise decaying stereo noise ``(batch, 2, samples)`` (not normalized)."""
+    """Band-wise decaying stereo noise ``(batch, 2, samples)`` (not normalized).
+
+    Returns the tail's samples ``[start_block · hop, start_block · hop + samples)``; every
+    frame is a pure function of its index, so any such window is bit-identical to the same
+    samples of a longer call.
+    """
     batch = rt60.shape[0]
     device, dtype = rt60.device, rt60.dtype
     n_fft = _frame_size(sample_rate)
@@ -189,13 +217,14 @@ def _decaying_noise(
     n_bins = n_fft // 2 + 1
     blocks = -(-samples // hop)
     n_frames = blocks + 1  # frame k covers [(k - 1) hop, (k + 1) hop), centred on k·hop
+    first = start_block
 
     # Noise spectra: iid uniform real and imaginary parts in [-1, 1), four per hash of
     # (seed, counter = channel·2^52 + frame·2^20 + j), i.e. two bins per counter j. The inverse
     # FFT of n_fft/2 + 1 such bins is Gaussian noise (central limit theorem).
     n_pairs = (n_bins + 1) // 2
     chan = torch.arange(2, device=device, dtype=torch.int64) << 52
-    frame = torch.arange(n_frames, device=device, dtype=torch.int64) << 20
+    frame = torch.arange(first, first + n_frames, device=device, dtype=torch.int64) << 20
     pair = torch.arange(n_pairs, device=device, dtype=torch.int64)
     counter = chan[:, None, None] + frame[None, :, None] + pair[None, None, :]
     lanes = signed_uniform(seeds[:, None, None, None], counter[None], dtype)
@@ -206,7 +235,9 @@ def _decaying_noise(
     n_bands = masks.shape[0]
     position = torch.linspace(0.0, 1.0, n_bands, device=device, dtype=dtype)
     rt60_band = rt60[:, None] * DAMPING_MIN_RATIO ** (damping[:, None] * position[None, :])
-    t_frame = torch.arange(n_frames, device=device, dtype=dtype) * (hop / sample_rate)
+    t_frame = torch.arange(first, first + n_frames, device=device, dtype=dtype) * (
+        hop / sample_rate
+    )
     decay = torch.exp(-(_LN_1000 / rt60_band)[:, :, None] * t_frame[None, None, :])
     gains = torch.einsum("bnk,nf->bkf", decay, masks)  # (batch, frames, bins)
 
@@ -293,7 +324,7 @@ def reverb_impulse_response(
         length: IR length in samples for the whole batch. Default:
             ``ceil((max predelay_ms / 1000 + TAIL_RT60_FACTOR · max rt60_s) · sample_rate)``
             (90 dB of decay for the slowest item). Items whose tail is cut short by a small
-            ``length`` are normalized after the cut.
+            ``length`` are normalized after the cut. At most ``MAX_IR_SECONDS · sample_rate``.
         device: device of the result (default: that of the tensor parameters, else CPU).
         dtype: floating dtype (default: that of the floating tensor parameters, else torch's
             default dtype).
@@ -304,7 +335,7 @@ def reverb_impulse_response(
 
     Raises:
         ValueError: a bad sample rate, a parameter out of range, mismatched batch sizes, a bad
-            seed or length.
+            seed, a bad length or one above ``MAX_IR_SECONDS · sample_rate``.
     """
     sr = check_sample_rate(sample_rate)
     params = {"rt60_s": rt60_s, "predelay_ms": predelay_ms, "damping": damping, "seed": seed}
@@ -319,15 +350,49 @@ def reverb_impulse_response(
     damp = as_param(damping, ref, "damping", low=DAMPING_RANGE[0], high=DAMPING_RANGE[1])
     seeds = as_seed(seed, batch, device)
 
-    if length is None:
-        longest = float((pre.detach() / 1000.0 + TAIL_RT60_FACTOR * rt60.detach()).max())
-        taps = max(2, math.ceil(longest * sr))
-    else:
-        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-            raise ValueError(f"length must be a positive int (samples), got {length!r}")
-        taps = length
+    taps = _ir_taps(length, "length", sr, rt60, pre)
+    return _impulse_response(sr, rt60, pre, damp, seeds, taps, taps)
 
-    tail = _decaying_noise(sr, rt60, damp, seeds, taps)  # (batch, 2, taps)
+
+def _ir_taps(length: int | None, name: str, sr: float, rt60: Tensor, pre: Tensor) -> int:
+    """The IR length in samples: ``length`` checked against the maximum, or the default."""
+    max_taps = math.floor(MAX_IR_SECONDS * sr)
+    if length is None:
+        # clamped to the ranges: unchecked (CUDA) values cannot ask for an unbounded IR
+        longest = float(
+            (
+                pre.detach().clamp(*PREDELAY_MS_RANGE) / 1000.0
+                + TAIL_RT60_FACTOR * rt60.detach().clamp(*RT60_RANGE)
+            ).max()
+        )
+        return min(max(2, math.ceil(longest * sr)), max(2, max_taps))
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ValueError(f"{name} must be a positive int (samples), got {length!r}")
+    if length > max_taps:
+        raise ValueError(
+            f"{name}={length} samples ({length / sr:.4g} s) is above the maximum IR length "
+            f"MAX_IR_SECONDS={MAX_IR_SECONDS:g} s ({max_taps} samples at {sr:g} Hz)"
+        )
+    return length
+
+
+def _impulse_response(
+    sr: float,
+    rt60: Tensor,
+    pre: Tensor,
+    damp: Tensor,
+    seeds: Tensor,
+    taps: int,
+    keep: int,
+) -> Tensor:
+    """The first ``keep`` samples of the unit-energy IR of length ``taps``: ``(batch, 2, keep)``.
+
+    Only ``keep`` samples are built; the energy of the samples ``[keep, taps)``, needed for the
+    normalization, is accumulated in chunks of ``_ENERGY_CHUNK`` samples (bounded memory without
+    autograd). With ``keep == taps`` the result is exactly the full IR.
+    """
+    batch, device = rt60.shape[0], rt60.device
+    tail = _decaying_noise(sr, rt60, damp, seeds, keep)  # (batch, 2, keep)
 
     # Predelay d = n + f samples: h[t] = (1 - f)·tail[t - n] + f·tail[t - n - 1], zero before.
     delay = pre * (sr / 1000.0)
@@ -335,13 +400,54 @@ def reverb_impulse_response(
     frac = (delay - whole)[:, None, None]
     shift = whole.to(torch.int64)
     pad = int(shift.max()) + 1
-    padded = torch.nn.functional.pad(tail, (pad, 0))  # (batch, 2, pad + taps)
-    # taken[..., j] = tail[j - 1 - n] for j in [0, taps]
-    index = torch.arange(taps + 1, device=device)[None, :] + (pad - 1 - shift)[:, None]
-    taken = padded.gather(-1, index[:, None, :].expand(batch, 2, taps + 1))
+    padded = torch.nn.functional.pad(tail, (pad, 0))  # (batch, 2, pad + keep)
+    # taken[..., j] = tail[j - 1 - n] for j in [0, keep]
+    index = torch.arange(keep + 1, device=device)[None, :] + (pad - 1 - shift)[:, None]
+    taken = padded.gather(-1, index[:, None, :].expand(batch, 2, keep + 1))
     ir = torch.lerp(taken[..., 1:], taken[..., :-1], frac)
     energy = ir.square().sum(dim=-1, keepdim=True)
+    if taps > keep:
+        energy = energy + _tail_energy(sr, rt60, damp, seeds, frac, shift, keep, taps)
     return ir * torch.rsqrt(energy + _ENERGY_EPS)
+
+
+def _tail_energy(
+    sr: float,
+    rt60: Tensor,
+    damp: Tensor,
+    seeds: Tensor,
+    frac: Tensor,
+    shift: Tensor,
+    keep: int,
+    taps: int,
+) -> Tensor:
+    """``Σ_{t=keep}^{taps-1} h[t]²`` of the unnormalized IR, ``(batch, 2, 1)``, in chunks.
+
+    ``h[t] = v[t - n]`` with ``v[u] = lerp(tail[u], tail[u - 1], f)``: item ``b`` needs
+    ``u`` in ``[keep - n_b, taps - n_b)``.
+    """
+    hop = _frame_size(sr) // 2
+    n_max, n_min = int(shift.max()), int(shift.min())
+    u_lo = max(0, keep - n_max)
+    u_hi = taps - n_min
+    lo = (keep - shift)[:, None, None]
+    hi = (taps - shift)[:, None, None]
+    block = max(0, u_lo - 1) // hop  # start one sample early: the first v needs tail[u - 1]
+    chunk_blocks = max(1, _ENERGY_CHUNK // hop)
+    prev = None
+    total = torch.zeros_like(frac.expand(-1, 2, 1))
+    while block * hop < u_hi:
+        start = block * hop
+        part = _decaying_noise(sr, rt60, damp, seeds, chunk_blocks * hop, start_block=block)
+        if prev is None:  # tail[start - 1]: only reaches masked-out samples (start < u_lo)
+            prev = torch.zeros_like(part[..., :1])
+        v = torch.lerp(part, torch.cat([prev, part[..., :-1]], dim=-1), frac)
+        u = torch.arange(start, start + part.shape[-1], device=part.device)
+        mask = (u >= lo) & (u < hi)  # (batch, 1, chunk)
+        total = total + torch.where(mask, v.square(), 0.0).sum(dim=-1, keepdim=True)
+        prev = part[..., -1:]
+        block += chunk_blocks
+    return total
 
 
 def reverb(
@@ -362,7 +468,9 @@ def reverb(
     mono input keeps one channel and uses the left IR. The IR has unit energy per channel, so the
     wet signal has about the level of the dry one for broadband input. The convolution is done
     with ``torch.fft.rfft`` at a 5-smooth size ``>= T + min(taps, T) − 1`` and the output is
-    truncated to the input length (the tail after the end of ``x`` is dropped).
+    truncated to the input length (the tail after the end of ``x`` is dropped). Loud inputs
+    (peak >= 2) are scaled by exact powers of two around the FFT; float16/bfloat16 audio is
+    processed in float32 and cast back.
 
     Args:
         x: audio, ``(batch, 1 or 2, samples)``.
@@ -373,7 +481,11 @@ def reverb(
         damping: high-frequency damping in [0, 1]; float or ``(batch,)``.
         mix: wet fraction in [0, 1]; float or ``(batch,)``.
         seed: a Python int (same noise for every item) or a ``(batch,)`` integer tensor.
-        ir_length: IR length in samples (default: predelay + 1.5 · rt60 of the slowest item).
+        ir_length: IR length in samples (default: predelay + 1.5 · rt60 of the slowest item),
+            at most ``MAX_IR_SECONDS · sample_rate``. Only the first ``min(ir_length, T)``
+            samples are built (later taps cannot reach the output); the IR is still normalized
+            by the energy of all its ``ir_length`` samples, so the output does not depend on
+            the clip's length.
 
     Returns:
         ``(batch, channels, samples)``, dtype and device of ``x``. Differentiable w.r.t. ``x``,
@@ -384,28 +496,30 @@ def reverb(
 
     Raises:
         ValueError: malformed audio (wrong ndim, < 2 samples, NaN, more than 2 channels), a bad
-            sample rate, a parameter out of range or with a mismatched batch size, a bad seed.
+            sample rate, a parameter out of range or with a mismatched batch size, a bad seed,
+            an ``ir_length`` above the maximum, or (CPU) a result that overflows the dtype.
     """
     check_audio(x, channels=(1, 2))
     sr = check_sample_rate(sample_rate)
-    wet_fraction = as_param(mix, x, "mix", low=MIX_RANGE[0], high=MIX_RANGE[1])
-    rt60 = as_param(rt60_s, x, "rt60_s", low=RT60_RANGE[0], high=RT60_RANGE[1])
+    work = x if x.dtype in _COMPUTE_DTYPES else x.float()
+    wet_fraction = as_param(mix, work, "mix", low=MIX_RANGE[0], high=MIX_RANGE[1])
+    rt60 = as_param(rt60_s, work, "rt60_s", low=RT60_RANGE[0], high=RT60_RANGE[1])
+    _check_rt60(rt60)
     pre = as_param(
-        predelay_ms, x, "predelay_ms", low=PREDELAY_MS_RANGE[0], high=PREDELAY_MS_RANGE[1]
+        predelay_ms, work, "predelay_ms", low=PREDELAY_MS_RANGE[0], high=PREDELAY_MS_RANGE[1]
     )
-    damp = as_param(damping, x, "damping", low=DAMPING_RANGE[0], high=DAMPING_RANGE[1])
-    ir = reverb_impulse_response(
-        sr,
-        rt60,
-        pre,
-        damp,
-        seed,
-        batch_size=x.shape[0],
-        length=ir_length,
-        device=x.device,
-        dtype=x.dtype,
-    )
+    damp = as_param(damping, work, "damping", low=DAMPING_RANGE[0], high=DAMPING_RANGE[1])
+    seeds = as_seed(seed, x.shape[0], x.device)
+    taps = _ir_taps(ir_length, "ir_length", sr, rt60, pre)
+    # IR samples past the clip's length cannot reach the output: build only the first T
+    # (normalized by the energy of the whole IR, so the result is unchanged).
+    ir = _impulse_response(sr, rt60, pre, damp, seeds, taps, min(taps, x.shape[-1]))
     if x.shape[1] == 1:
         ir = ir[:, :1]
-    wet = _fft_convolve(x, ir)
-    return torch.lerp(x, wet, wet_fraction[:, None, None])  # (1 − mix)·x + mix·wet
+    scale, inv = _pow2_scale(work)  # exact: no FFT overflow near the dtype's maximum
+    dry = work * scale
+    wet = _fft_convolve(dry, ir)
+    y = torch.lerp(dry, wet, wet_fraction[:, None, None]) * inv  # (1 − mix)·x + mix·wet
+    y = y if y.dtype == x.dtype else y.to(x.dtype)
+    _check_no_overflow(y, inv, "reverb")
+    return y
