@@ -244,10 +244,10 @@ def welch_psd(
     """One-sided power spectral density by Welch's method (periodic Hann window).
 
     ``P[k] = c_k · mean_j |Σ_n w[n] s[jH + n] e^{−2πikn/N}|² / (f_s · Σ_n w[n]²)`` with
-    ``c_k = 2`` for ``0 < k < N/2`` and 1 at DC and Nyquist, frames ``j`` that fit entirely in
-    the signal (no padding, no detrending): ``scipy.signal.welch(s, fs, nperseg=N,
-    noverlap=N−H, detrend=False)``. ``Σ_k P[k]·f_s/N`` is the mean square of the framed signal
-    (Parseval), so band powers are sums of ``P·Δf``.
+    ``c_k = 2`` for ``0 < k < N/2`` and 1 at DC and Nyquist (even ``N``), frames ``j`` that
+    fit entirely in the signal (no padding, no detrending): ``scipy.signal.welch(s, fs,
+    nperseg=N, noverlap=N−H, detrend=False)``. ``Σ_k P[k]·f_s/N`` is the mean square of the
+    framed signal (Parseval), so band powers are sums of ``P·Δf``.
 
     Args:
         x: audio ``(batch, channels, samples)``, at least 16 samples.
@@ -293,7 +293,8 @@ def _psd64(x: Tensor, fs: float, n_fft: int, hop: int | None, mode: str) -> tupl
     psd = power.mean(-1) / (fs * window.square().sum())
     scale = torch.full((n // 2 + 1,), 2.0, dtype=torch.float64, device=x.device)
     scale[0] = 1.0
-    scale[-1] = 1.0  # n is even
+    if n % 2 == 0:
+        scale[-1] = 1.0  # the Nyquist bin has no mirror image
     psd = (psd * scale).reshape(batch, k, -1)
     if mode == "mean":
         psd = psd.mean(1, keepdim=True)

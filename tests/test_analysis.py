@@ -78,8 +78,10 @@ TECH3342 = {
 
 @pytest.mark.parametrize("case", sorted(TECH3342))
 def test_lra_tech3342_cases(case: int) -> None:
+    # Generated at 16 kHz rather than the EBU files' 48 kHz, to keep the test fast: a 1 kHz
+    # tone's level steps, hence the LRA, do not depend on the rate.
     levels, durations, expected = TECH3342[case]
-    lra = float(A.loudness_range(tones(levels, durations), SR)[0])
+    lra = float(A.loudness_range(tones(levels, durations, sr=16000), 16000)[0])
     assert abs(lra - expected) <= 1.0  # the spec's tolerance
     assert abs(lra - expected) < 0.05  # what this implementation achieves (regression guard)
 
@@ -196,7 +198,7 @@ def test_frame_times() -> None:
 def test_welch_psd_matches_scipy() -> None:
     sr = 44100
     x = music(sr, 1.5, seed=5)
-    for n_fft, hop in ((4096, None), (1024, 256)):
+    for n_fft, hop in ((4096, None), (1024, 256), (1001, 300)):  # odd: no Nyquist bin
         f, p = A.welch_psd(torch.from_numpy(x)[None], sr, n_fft=n_fft, hop=hop)
         noverlap = n_fft // 2 if hop is None else n_fft - hop
         rf, rp = ss.welch(x, sr, nperseg=n_fft, noverlap=noverlap, detrend=False)
