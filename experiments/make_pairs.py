@@ -3,7 +3,12 @@
 For each item: ``A1`` a (optionally FX-normalized) segment of a stem of track A, ``A2`` the same
 segment through a random effect chain (the cloner's ground truth), ``B2`` a segment of the same
 stem type from another track through the *same* chain (the reference; with ``A2`` a positive
-pair for the encoder). Everything after loading runs batched on ``--device``.
+pair for the encoder). A thin command around :func:`fxdata.triplets.draw_triplets`, which
+training scripts call directly; everything after loading runs batched on ``--device``.
+
+Arguments are checked before any data is read: a bad ``--device`` (unknown, or CUDA/MPS where
+there is none), an ``--out`` that is a file, or a missing ``--fxnorm`` file exits with status 2
+and a one-line message.
 
 Writes ``<out>/<i>_A1.wav``, ``<i>_A2.wav``, ``<i>_B2.wav``, ``triplets.json`` (track, stem,
 offset and the drawn chain of every item) and ``spectra.png``.
@@ -21,7 +26,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,81 +34,53 @@ import torch
 import fxdsp
 from fxdsp.io import atomic_write, atomic_write_text
 
+if TYPE_CHECKING:
+    from fxdata.triplets import Triplets
+
 SAMPLE_RATE = 44100
 
 
-def load_normalizer(choice: str) -> fxdsp.FxNormalizer | None:
+def load_normalizer(choice: str, device: torch.device) -> fxdsp.FxNormalizer | None:
     """``none``, ``corpus`` (shipped stats), ``reference`` (MUSDB18 scalars) or a stats JSON."""
     if choice == "none":
         return None
     if choice == "corpus":
-        return fxdsp.FxNormalizer(fxdsp.FxNormStats.corpus_default())
-    if choice == "reference":
-        return fxdsp.FxNormalizer(fxdsp.FxNormStats.reference_musdb18())
-    return fxdsp.FxNormalizer(fxdsp.FxNormStats.from_json(choice))
+        stats = fxdsp.FxNormStats.corpus_default()
+    elif choice == "reference":
+        stats = fxdsp.FxNormStats.reference_musdb18()
+    else:
+        stats = fxdsp.FxNormStats.from_json(choice)
+    return fxdsp.FxNormalizer(stats).to(device)
 
 
-def draw_triplets(
-    data: str | Path,
-    items: int,
-    seconds: float,
-    *,
-    split: str = "train",
-    seed: int = 0,
-    fxnorm: str = "corpus",
-    device: str = "cpu",
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Draw ``items`` triplets ``(A1, A2, B2)`` of ``seconds`` each from the dataset at ``data``.
+def check_device(name: str) -> str | None:
+    """Why ``--device name`` cannot be used here, or None when it can."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        return f"--device {name!r} is not a device (expected cpu, cuda, cuda:N, mps)"
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"--device {name}: CUDA is not available on this machine (use --device cpu)"
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            return f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            return f"--device {name}: MPS is not available on this machine (use --device cpu)"
+    elif device.type != "cpu":
+        return f"--device {name}: only cpu, cuda and mps are supported"
+    return None
 
-    Returns:
-        ``{"A1", "A2", "B2"}``: ``(items, 2, samples)`` float32 tensors on the CPU; ``"params"``:
-        the :class:`fxdsp.FxParams` draw; ``"meta"``: a list of per-item dicts.
-    """
-    from tqdm import tqdm
 
-    import fxdata
-
-    segments = fxdata.open_dataset(
-        data, split, segment_seconds=seconds, sample_rate=SAMPLE_RATE, cache_dir=cache_dir
-    )
-    if len(segments) == 0:
-        raise ValueError(f"{data} ({split}) has no segment of {seconds:g} s above the silence gate")
-    rng = np.random.default_rng(seed)
-    stems = list(segments.stems)
-    a_items, b_items, meta = [], [], []
-    for _ in tqdm(range(items), desc="segments", unit="pair", disable=not progress):
-        a = segments.sample(rng)
-        b = segments.sample(rng, stem=a["stem"])
-        for _retry in range(8):  # prefer another track for the reference
-            if b["track"] != a["track"]:
-                break
-            b = segments.sample(rng, stem=a["stem"])
-        a_items.append(a["audio"])
-        b_items.append(b["audio"])
-        meta.append(
-            {
-                "stem": stems[a["stem"]],
-                "A": {"track": segments.source.tracks[a["track"]].name, "offset": int(a["offset"])},
-                "B": {"track": segments.source.tracks[b["track"]].name, "offset": int(b["offset"])},
-            }
-        )
-    dev = torch.device(device)
-    a1 = torch.stack(a_items).to(dev)
-    b1 = torch.stack(b_items).to(dev)
-    stem_names = [m["stem"] for m in meta]
-    normalizer = load_normalizer(fxnorm)
-    if normalizer is not None:
-        a1 = normalizer(a1, stem_names)
-        b1 = normalizer(b1, stem_names)
-    params = fxdsp.sample_params(
-        items, stems=stem_names, generator=torch.Generator().manual_seed(seed), device=dev
-    )
-    chain = fxdsp.Manipulator(params)
-    with torch.no_grad():
-        a2, b2 = chain(a1), chain(b1)
-    return {"A1": a1.cpu(), "A2": a2.cpu(), "B2": b2.cpu(), "params": params, "meta": meta}
+def check_out(out: Path) -> str | None:
+    """Why ``--out`` cannot be the output folder, or None when it can."""
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "names an existing file" if folder == out else f"is inside the file {folder}"
+                return f"--out {out} {what}: give a folder"
+            return None
+    return None
 
 
 def _write_wav(path: Path, audio: torch.Tensor) -> None:
@@ -122,7 +99,7 @@ def _average_spectrum_db(x: torch.Tensor, n_fft: int = 4096) -> np.ndarray:
     return (20 * torch.log10(spec.mean(-1) + 1e-9)).numpy()
 
 
-def _plot(path: Path, triplets: dict[str, Any], count: int) -> None:
+def _plot(path: Path, audio: dict[str, torch.Tensor], batch: Triplets, count: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,12 +115,9 @@ def _plot(path: Path, triplets: dict[str, Any], count: int) -> None:
             ax.axis("off")
             continue
         for key, colour in (("A1", "tab:blue"), ("A2", "tab:orange"), ("B2", "tab:green")):
-            ax.semilogx(
-                freqs[1:], _average_spectrum_db(triplets[key][i])[1:], colour, lw=1, label=key
-            )
-        m = triplets["meta"][i]
+            ax.semilogx(freqs[1:], _average_spectrum_db(audio[key][i])[1:], colour, lw=1, label=key)
         ax.set_title(
-            f"{i}: {m['stem']} — {', '.join(triplets['params'].chain(i)) or 'no fx'}", fontsize=8
+            f"{i}: {batch.stems[i]} — {', '.join(batch.params.chain(i)) or 'no fx'}", fontsize=8
         )
         ax.set_xlim(20, SAMPLE_RATE / 2)
         ax.grid(alpha=0.3, which="both")
@@ -161,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument(
-        "--data", required=True, help="multitrack folder (corpus, MUSDB18-HQ, stem folders)"
+        "--data", required=True, help="multitrack folder (corpus, MUSDB18-HQ, stem folders, pack)"
     )
     ap.add_argument("--out", type=Path, default=Path("out/pairs"))
     ap.add_argument("--split", default="train")
@@ -173,32 +147,49 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", default=None, help="segment cache (default: ~/.cache/mixfx)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    # Every argument is checked before any data is read.
     if args.items < 1 or not 0.5 <= args.seconds <= 60:
         ap.error("--items must be >= 1 and --seconds in [0.5, 60]")
+    for problem in (check_device(args.device), check_out(args.out)):
+        if problem:
+            ap.error(problem)
+    if args.fxnorm not in ("none", "corpus", "reference") and not Path(args.fxnorm).is_file():
+        ap.error(f"--fxnorm {args.fxnorm!r}: not none, corpus, reference or an existing JSON file")
+    device = torch.device(args.device)
     try:
-        triplets = draw_triplets(
+        import fxdata
+        from fxdata.triplets import draw_triplets
+
+        normalizer = load_normalizer(args.fxnorm, device)
+        segments = fxdata.open_dataset(
             args.data,
-            args.items,
-            args.seconds,
-            split=args.split,
-            seed=args.seed,
-            fxnorm=args.fxnorm,
-            device=args.device,
+            args.split,
+            segment_seconds=args.seconds,
+            sample_rate=SAMPLE_RATE,
             cache_dir=args.cache_dir,
-            progress=not args.no_progress,
+        )
+        if len(segments) == 0:
+            raise ValueError(
+                f"{args.data} ({args.split}) has no segment of {args.seconds:g} s above the "
+                "silence gate"
+            )
+        generator = torch.Generator().manual_seed(args.seed)
+        batch = draw_triplets(
+            segments, args.items, generator=generator, device=device, normalizer=normalizer
         )
     except (ValueError, OSError) as err:
         print(f"make_pairs: error: {err}", file=sys.stderr)
         return 1
+    audio = {key: getattr(batch, key.lower()).cpu() for key in ("A1", "A2", "B2")}
     args.out.mkdir(parents=True, exist_ok=True)
     records = []
-    for i, m in enumerate(triplets["meta"]):
+    for i, record in enumerate(batch.records()):
         for key in ("A1", "A2", "B2"):
-            _write_wav(args.out / f"{i:02d}_{key}.wav", triplets[key][i])
-        rms = {k: float(triplets[k][i].square().mean().sqrt()) for k in ("A1", "A2", "B2")}
-        records.append({**m, "rms": rms, "chain": triplets["params"].describe(i)})
+            _write_wav(args.out / f"{i:02d}_{key}.wav", audio[key][i])
+        rms = {k: float(audio[k][i].square().mean().sqrt()) for k in audio}
+        records.append({**record, "rms": rms})
     atomic_write_text(args.out / "triplets.json", json.dumps(records, indent=1) + "\n")
-    _plot(args.out / "spectra.png", triplets, args.items)
+    _plot(args.out / "spectra.png", audio, batch, args.items)
     print(f"wrote {args.items} triplets (A1, A2, B2) to {args.out}")
     return 0
 
