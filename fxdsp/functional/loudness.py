@@ -122,9 +122,11 @@ def loudness(x: Tensor, sample_rate: float) -> Tensor:
     sample_rate = check_sample_rate(sample_rate)
     if sample_rate < MIN_SAMPLE_RATE:
         k_weighting_sos(sample_rate)  # raises, naming the rate
-    scale, inv = pow2_scale(x)
-    lufs = _loudness(x * scale, sample_rate)
-    return (lufs + 20.0 * torch.log10(inv.reshape(-1).to(lufs.dtype))).to(x.dtype)
+    scales = pow2_scale(x)
+    if scales is None:
+        return _loudness(x, sample_rate).to(x.dtype)
+    lufs = _loudness(x * scales[0], sample_rate)
+    return (lufs + 20.0 * torch.log10(scales[1].reshape(-1).to(lufs.dtype))).to(x.dtype)
 
 
 def _loudness(x: Tensor, sample_rate: float) -> Tensor:
@@ -182,9 +184,12 @@ def rms(x: Tensor, eps: float = 1e-30) -> Tensor:
     2 or more are computed as ``2^k · rms(x · 2^-k)`` (exact scaling), so ``x²`` cannot
     overflow.
     """
-    scale, inv = pow2_scale(x)
-    scale, inv = scale.reshape(-1), inv.reshape(-1)
-    return torch.sqrt((x * scale[:, None, None]).square().mean(dim=(-2, -1)) + eps * scale**2) * inv
+    scales = pow2_scale(x)
+    if scales is None:
+        return torch.sqrt(x.square().mean(dim=(-2, -1)) + eps)
+    scale, inv = scales[0].reshape(-1), scales[1].reshape(-1)
+    scaled = (x * scale[:, None, None]).square().mean(dim=(-2, -1))
+    return torch.sqrt(scaled + eps * scale.square()) * inv
 
 
 def rms_normalize_to(y: Tensor, reference: Tensor, eps: float = 1e-8) -> Tensor:

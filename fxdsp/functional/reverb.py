@@ -169,11 +169,17 @@ def convolve(x: Tensor, impulse_response: Tensor) -> Tensor:
         check_finite(h, "impulse_response")
     work = x if x.dtype in _COMPUTE_DTYPES else x.float()
     h = h.to(work.dtype)
-    x_scale, x_inv = _pow2_scale(work)
-    h_scale, h_inv = _pow2_scale(h)
-    y = _fft_convolve(work * x_scale, h * h_scale) * (x_inv * h_inv)
+    x_scales, h_scales = _pow2_scale(work), _pow2_scale(h)
+    if x_scales is not None:
+        work = work * x_scales[0]
+    if h_scales is not None:
+        h = h * h_scales[0]
+    y = _fft_convolve(work, h)
+    for scales in (x_scales, h_scales):
+        if scales is not None:
+            y = y * scales[1]
     y = y if y.dtype == x.dtype else y.to(x.dtype)
-    _check_no_overflow(y, x_inv * h_inv, "convolve")
+    _check_no_overflow(y, x_scales is not None or h_scales is not None, "convolve")
     return y
 
 
@@ -516,10 +522,12 @@ def reverb(
     ir = _impulse_response(sr, rt60, pre, damp, seeds, taps, min(taps, x.shape[-1]))
     if x.shape[1] == 1:
         ir = ir[:, :1]
-    scale, inv = _pow2_scale(work)  # exact: no FFT overflow near the dtype's maximum
-    dry = work * scale
+    scales = _pow2_scale(work)  # exact: no FFT overflow near the dtype's maximum
+    dry = work if scales is None else work * scales[0]
     wet = _fft_convolve(dry, ir)
-    y = torch.lerp(dry, wet, wet_fraction[:, None, None]) * inv  # (1 − mix)·x + mix·wet
+    y = torch.lerp(dry, wet, wet_fraction[:, None, None])  # (1 − mix)·x + mix·wet
+    if scales is not None:
+        y = y * scales[1]
     y = y if y.dtype == x.dtype else y.to(x.dtype)
-    _check_no_overflow(y, inv, "reverb")
+    _check_no_overflow(y, scales is not None, "reverb")
     return y
