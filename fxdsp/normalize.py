@@ -66,17 +66,11 @@ import torch
 from torch import Tensor, nn
 
 from fxdsp._checks import as_number, check_audio
+from fxdsp.analysis import _EPS, _PEAK_DB, _onset_stat, onset_peak_db
 from fxdsp.functional.dynamics import compressor
 from fxdsp.functional.loudness import loudness, normalize_loudness
 from fxdsp.functional.reverb import convolve
-from fxdsp.fxnorm_measures import (
-    _EPS,
-    _PEAK_DB,
-    _envelopes,
-    _onset_stat,
-    average_spectrum,
-    onset_peak_db,
-)
+from fxdsp.fxnorm_measures import _envelopes, average_spectrum
 from fxdsp.fxnorm_stats import FxNormStats
 from fxdsp.registry import STEMS
 
