@@ -35,13 +35,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fxdsp import analysis as A
 from fxdsp.functional.dynamics import compressor
 from fxdsp.functional.filters import parametric_eq
-from fxdsp.functional.loudness import k_weighting_sos, loudness, normalize_loudness
+from fxdsp.functional.loudness import normalize_loudness
 from fxdsp.functional.reverb import reverb
 from fxdsp.functional.stereo import pan, stereo_imager
 from fxdsp.io import atomic_write
-from fxdsp.kernels.iir import sosfilt
 
 __all__ = ["CHAIN", "DRY_LUFS", "SOURCES", "format_report", "run_demo", "synth_music"]
 
@@ -349,104 +349,47 @@ def _stages(
 # ---------------------------------------------------------------------------------------------
 
 
-def _db(power: Tensor | float) -> float:
-    return float(10.0 * math.log10(float(power) + _EPS))
-
-
 def measure(x: Tensor, sample_rate: float) -> dict[str, float]:
-    """Level, dynamics, stereo and spectral figures of one stereo item.
+    """Level, dynamics, stereo and spectral figures of one stereo item (:mod:`fxdsp.analysis`).
 
     Args:
-        x: ``(1, 2, samples)`` audio.
+        x: ``(1, 2, samples)`` audio, at least 3 s (for the short-term loudness and LRA).
         sample_rate: in Hz.
 
     Returns:
-        ``integrated_lufs`` (BS.1770), ``momentary_range_lu`` (95th minus 10th percentile of
-        the momentary loudness), ``sample_peak_dbfs``, ``rms_dbfs``, ``crest_factor_db`` (peak
-        over RMS), ``side_to_mid_db`` (energy of S = (L−R)/2 over M = (L+R)/2),
-        ``lr_correlation`` (Pearson, over the whole clip) and ``spectral_centroid_hz`` (of the
-        power spectrum summed over channels).
+        :func:`fxdsp.analysis.measure`'s figures as floats: ``integrated_lufs`` (BS.1770),
+        ``loudness_range_lu`` (EBU Tech 3342), ``max_momentary_lufs``, ``max_short_term_lufs``,
+        ``peak_dbfs``, ``rms_dbfs``, ``crest_factor_db``, ``stereo_width`` (side-energy
+        fraction), ``side_to_mid_db``, ``lr_balance_db``, ``lr_correlation`` and
+        ``spectral_centroid_hz``.
     """
-    x64 = x.detach().to(torch.float64)
-    mid = 0.5 * (x64[:, 0] + x64[:, 1])
-    side = 0.5 * (x64[:, 0] - x64[:, 1])
-    power = x64.square().mean()
-    peak = x64.abs().max()
-    left, right = x64[0, 0] - x64[0, 0].mean(), x64[0, 1] - x64[0, 1].mean()
-    corr = (left * right).sum() / torch.sqrt(left.square().sum() * right.square().sum() + _EPS)
-    spec = torch.fft.rfft(x64[0], dim=-1).abs().square().sum(0)
-    freqs = torch.fft.rfftfreq(x64.shape[-1], 1.0 / sample_rate, dtype=torch.float64)
-    centroid = (spec * freqs.to(spec.device)).sum() / (spec.sum() + _EPS)
-    _, momentary = momentary_loudness(x64, sample_rate)
-    return {
-        "integrated_lufs": float(loudness(x64, sample_rate)[0]),
-        "momentary_range_lu": float(np.percentile(momentary, 95) - np.percentile(momentary, 10)),
-        "sample_peak_dbfs": _db(peak.square()),
-        "rms_dbfs": _db(power),
-        "crest_factor_db": _db(peak.square()) - _db(power),
-        "side_to_mid_db": _db(side.square().mean()) - _db(mid.square().mean()),
-        "lr_correlation": float(corr),
-        "spectral_centroid_hz": float(centroid),
-    }
+    return {k: float(v[0]) for k, v in A.measure(x.detach().to(torch.float64), sample_rate).items()}
 
 
 def momentary_loudness(
     x: Tensor, sample_rate: float, hop_s: float = 0.05
 ) -> tuple[np.ndarray, np.ndarray]:
-    """BS.1770 momentary loudness (400 ms rectangular window) every ``hop_s`` seconds.
-
-    ``M[j] = −0.691 + 10·log10(Σ_c mean_{block j} z_c²)`` with ``z`` the K-weighted signal.
-
-    Args:
-        x: ``(1, channels, samples)``, at least 400 ms.
-        sample_rate: in Hz.
-        hop_s: time between two values, in seconds.
+    """Momentary loudness (:func:`fxdsp.analysis.momentary_loudness`) for a plot.
 
     Returns:
-        Block centre times in seconds and the loudness in LUFS (floored at −70), both ``(J,)``.
+        Block centre times in seconds and the loudness in LUFS floored at −70 (silence reads
+        −inf in :mod:`fxdsp.analysis`), both ``(J,)``.
     """
-    x64 = x.detach().to(torch.float64)
-    weighted = sosfilt(x64, k_weighting_sos(sample_rate).to(x64.device))
-    block, hop = round(0.4 * sample_rate), max(1, round(hop_s * sample_rate))
-    z = torch.nn.functional.avg_pool1d(weighted.square(), kernel_size=block, stride=hop)
-    lufs = -0.691 + 10.0 * torch.log10(z.sum(dim=1)[0] + _EPS)
-    times = (np.arange(lufs.shape[-1]) * hop + block / 2) / sample_rate
-    return times, np.maximum(lufs.cpu().numpy(), -70.0)
+    lufs = A.momentary_loudness(x.detach().to(torch.float64), sample_rate, hop_s=hop_s)[0]
+    times = A.frame_times(lufs.shape[-1], sample_rate, A.MOMENTARY_S, hop_s, at="centre")
+    return np.asarray(times, dtype=np.float64), np.maximum(lufs.cpu().numpy(), -70.0)
 
 
-def average_spectrum(
-    x: Tensor, sample_rate: float, n_fft: int = 16384, smoothing_octaves: float = 1.0 / 6.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Average power spectrum over frames and channels, fractional-octave smoothed, in dB.
-
-    Hann window, hop ``n_fft/4``; scaled so that a full-scale sine reads 0 dB; each bin is the
-    power averaged twice over ``[f·2^(−o/4), f·2^(o/4)]`` (about a triangular window
-    ``o = smoothing_octaves`` wide at its base).
-
-    Args:
-        x: ``(1, channels, samples)``.
-        sample_rate: in Hz.
-        n_fft: FFT size.
-        smoothing_octaves: width of the smoothing window in octaves.
+def band_levels(x: Tensor, sample_rate: float, fraction: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Average level per fractional-octave band (:func:`fxdsp.analysis.band_spectrum`).
 
     Returns:
-        Frequencies in Hz (DC excluded) and levels in dB, both ``(n_fft/2,)`` (``n_fft`` is
-        lowered to the largest power of two that fits in the signal).
+        Band centre frequencies in Hz and levels in dB (power averaged over the channels; a
+        full-scale sine reads −3 dB in its band), both ``(bands,)``.
     """
-    x64 = x.detach().to(torch.float64).cpu()[0]
-    n_fft = min(n_fft, 1 << (x64.shape[-1].bit_length() - 1))  # a power of two <= the length
-    window = torch.hann_window(n_fft, dtype=torch.float64)
-    spec = torch.stft(x64, n_fft, hop_length=n_fft // 4, window=window, return_complex=True)
-    power = spec.abs().square().mean(dim=(0, 2)).numpy() / (window.sum().item() / 2.0) ** 2
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    half = 2.0 ** (smoothing_octaves / 4.0)
-    lo = np.clip(np.searchsorted(freqs, freqs / half, side="left"), 0, len(power) - 1)
-    hi = np.clip(np.searchsorted(freqs, freqs * half, side="right"), lo + 1, len(power))
-    smooth = power
-    for _ in range(2):  # two half-width boxcars: about triangular, so no steps
-        cum = np.concatenate([[0.0], np.cumsum(smooth)])
-        smooth = (cum[hi] - cum[lo]) / (hi - lo)
-    return freqs[1:], 10.0 * np.log10(smooth[1:] + _EPS)
+    bands = A.fractional_octave_bands(sample_rate, fraction=fraction)
+    spec = A.band_spectrum(x.detach().to(torch.float64), sample_rate, bands, mode="mean")
+    return spec.centre_hz.cpu().numpy(), spec.levels_db[0, 0].cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,8 +414,8 @@ def _plot(path: Path, dry: Tensor, wet: Tensor, sample_rate: float, summary: dic
     dry_lufs = summary["measured"]["dry"]["integrated_lufs"]
     wet_lufs = summary["measured"]["wet"]["integrated_lufs"]
     colors = {"dry": "#4C72B0", "wet": "#DD8452"}
-    f, s_dry = average_spectrum(dry, sample_rate)
-    _, s_wet = average_spectrum(wet, sample_rate)
+    f, s_dry = band_levels(dry, sample_rate, fraction=6)
+    _, s_wet = band_levels(wet, sample_rate, fraction=6)
     top = min(20000.0, sample_rate / 2)
     band = (f >= 20.0) & (f <= top)
 
@@ -493,17 +436,18 @@ def _plot(path: Path, dry: Tensor, wet: Tensor, sample_rate: float, summary: dic
         f[band], s_wet[band], color=colors["wet"], lw=1.6, label=f"after (wet)  {wet_lufs:.1f} LUFS"
     )
     peak = max(s_dry[band].max(), s_wet[band].max())
-    ax_spec.set_ylim(peak - 80.0, peak + 5.0)
-    ax_spec.set_ylabel("level (dB, full-scale sine = 0)")
-    ax_spec.set_title("Average spectrum (1/6-octave smoothed)")
+    floor = min(s_dry[band].min(), s_wet[band].min())
+    ax_spec.set_ylim(max(floor, peak - 80.0) - 5.0, peak + 5.0)
+    ax_spec.set_ylabel("band level (dB, full-scale sine = −3)")
+    ax_spec.set_title("Average spectrum (1/6-octave bands)")
     ax_spec.legend(loc="lower left")
     ax_spec.grid(True, which="both", alpha=0.3)
     ax_spec.tick_params(labelbottom=False)
 
-    _, d_dry = average_spectrum(dry, sample_rate, smoothing_octaves=1.0 / 3.0)
-    _, d_wet = average_spectrum(wet, sample_rate, smoothing_octaves=1.0 / 3.0)
-    diff = d_wet - d_dry
-    ax_diff.semilogx(f[band], diff[band], color="#55A868", lw=1.6)
+    f3, d_dry = band_levels(dry, sample_rate, fraction=3)
+    _, d_wet = band_levels(wet, sample_rate, fraction=3)
+    band3 = (f3 >= 20.0) & (f3 <= top)
+    ax_diff.semilogx(f3[band3], (d_wet - d_dry)[band3], color="#55A868", lw=1.6, marker=".")
     ax_diff.axhline(
         wet_lufs - dry_lufs,
         color="0.4",
@@ -512,7 +456,7 @@ def _plot(path: Path, dry: Tensor, wet: Tensor, sample_rate: float, summary: dic
         label=f"loudness change {wet_lufs - dry_lufs:+.1f} LU",
     )
     ax_diff.set_ylabel("after − before (dB)")
-    ax_diff.set_title("Change per frequency (1/3-octave smoothed)", fontsize="medium")
+    ax_diff.set_title("Change per frequency (1/3-octave bands)", fontsize="medium")
     ax_diff.set_xlabel("frequency (Hz)")
     ax_diff.set_xlim(20.0, top)
     ax_diff.legend(loc="lower left")
@@ -705,16 +649,17 @@ def format_report(summary: dict[str, Any]) -> str:
     lines += ["", f"  {'measured':<26} {'before':>9} {'after':>9}"]
     rows = (
         ("integrated loudness (LUFS)", "integrated_lufs", "{:.1f}"),
-        ("momentary range (LU)", "momentary_range_lu", "{:.1f}"),
-        ("sample peak (dBFS)", "sample_peak_dbfs", "{:.1f}"),
+        ("loudness range (LU)", "loudness_range_lu", "{:.1f}"),
+        ("sample peak (dBFS)", "peak_dbfs", "{:.1f}"),
         ("crest factor (dB)", "crest_factor_db", "{:.1f}"),
+        ("stereo width (side fraction)", "stereo_width", "{:.2f}"),
         ("side/mid energy (dB)", "side_to_mid_db", "{:.1f}"),
         ("L/R correlation", "lr_correlation", "{:.2f}"),
         ("spectral centroid (Hz)", "spectral_centroid_hz", "{:.0f}"),
     )
     for label, key, fmt in rows:
         lines.append(f"  {label:<26} {fmt.format(dry[key]):>9} {fmt.format(wet[key]):>9}")
-    if wet["sample_peak_dbfs"] > 0.0:
+    if wet["peak_dbfs"] > 0.0:
         lines.append("  (the wet peak is above 0 dBFS: kept intact in the float WAV, no limiter)")
     out = Path(summary.get("out_dir", "."))
     lines += ["", "  files:"]

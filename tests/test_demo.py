@@ -92,7 +92,7 @@ def test_summary_json_matches_the_files(run: tuple[Path, dict[str, Any]]) -> Non
         data = _read(out / f"{name}.wav")
         measured = summary["measured"][name]
         peak_db = 20.0 * np.log10(np.abs(data).max())
-        assert measured["sample_peak_dbfs"] == pytest.approx(peak_db, abs=0.01)
+        assert measured["peak_dbfs"] == pytest.approx(peak_db, abs=0.01)
         mid, side = data.mean(axis=1), (data[:, 0] - data[:, 1]) / 2.0
         ratio_db = 10.0 * np.log10(np.mean(side**2) / np.mean(mid**2))
         assert measured["side_to_mid_db"] == pytest.approx(ratio_db, abs=0.01)
