@@ -220,8 +220,9 @@ class FxParams:
             if index not in self.values:
                 raise KeyError(f"no value {index!r}; FxParams has {list(self.values)}")
             return self.values[index]
-        if isinstance(index, bool) or (isinstance(index, Tensor) and index.dtype == torch.bool
-                                       and index.ndim == 0):
+        if isinstance(index, bool) or (
+            isinstance(index, Tensor) and index.dtype == torch.bool and index.ndim == 0
+        ):
             raise ValueError("FxParams cannot be indexed by a bool")
         if isinstance(index, numbers.Integral) or (
             isinstance(index, Tensor) and index.ndim == 0 and not index.is_floating_point()
@@ -273,7 +274,7 @@ class FxParams:
         if name not in EFFECTS:
             raise ValueError(f"unknown effect {name!r}; expected one of {EFFECTS}")
         prefix = f"{name}."
-        return {k[len(prefix):]: v for k, v in self.values.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in self.values.items() if k.startswith(prefix)}
 
     def effect_on(self, name: str) -> Tensor:
         """``(B,)`` bool: where effect ``name`` is on."""

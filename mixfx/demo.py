@@ -658,6 +658,8 @@ def format_report(summary: dict[str, Any]) -> str:
         ("spectral centroid (Hz)", "spectral_centroid_hz", "{:.0f}"),
     )
     for label, key, fmt in rows:
+        if key not in dry:  # e.g. the loudness range of a clip shorter than 3 s
+            continue
         lines.append(f"  {label:<26} {fmt.format(dry[key]):>9} {fmt.format(wet[key]):>9}")
     if wet["peak_dbfs"] > 0.0:
         lines.append("  (the wet peak is above 0 dBFS: kept intact in the float WAV, no limiter)")

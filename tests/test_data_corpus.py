@@ -199,7 +199,7 @@ def test_unreadable_midi_is_skipped_with_a_reason(tmp_path: Path) -> None:
 
 
 def test_cli_corpus_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from fxdsp.cli import main
+    from mixfx.cli import main
 
     assert main(["corpus", "build", "--help"]) == 0
     help_text = capsys.readouterr().out

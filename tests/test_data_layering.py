@@ -48,11 +48,7 @@ def test_fxdata_modules_import_each_other_without_a_cycle() -> None:
 
 
 def test_fxdsp_library_never_imports_fxdata() -> None:
-    # fxdsp/cli.py is the command layer on top of both libraries (it runs `mixfx corpus ...`),
-    # not part of the effects library: it is the one exception.
     for path in sorted((ROOT / "fxdsp").rglob("*.py")):
-        if path.name == "cli.py" and path.parent.name == "fxdsp":
-            continue
         bad = sorted(i for i in _imports(path) if i == "fxdata" or i.startswith("fxdata."))
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 

@@ -16,11 +16,7 @@ import fxdata
 import fxdata.pack as pack_module
 from fxdata.datasets import STEMS, detect_layout, open_dataset
 from fxdata.pack import PackedSegments, pack_segments
-
-try:  # the command layer is moving from fxdsp.cli to mixfx.cli
-    from mixfx.cli import main
-except ImportError:
-    from fxdsp.cli import main
+from mixfx.cli import main
 
 SR = 44100
 SECONDS = 8.0
