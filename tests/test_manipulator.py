@@ -569,3 +569,15 @@ def test_silence_through_every_effect_has_finite_gradients(dtype: torch.dtype) -
     assert torch.equal(y, torch.zeros_like(y))
     (y.double() ** 2).sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_audio_runs_in_float32_and_keeps_its_dtype(dtype: torch.dtype) -> None:
+    p = sample_params(3, config=SHORT, probabilities=dict.fromkeys(EFFECTS, 1.0), generator=gen(5))
+    x = noise((3, 2, 4000), dtype=torch.float32).to(dtype)
+    y = Manipulator(p)(x)
+    ref = Manipulator(p)(x.float())
+    assert y.dtype == dtype and bool(torch.isfinite(y).all())
+    eps = torch.finfo(dtype).eps
+    err = (y.float() - ref).abs().max() / ref.abs().max()
+    assert float(err) < 8 * eps  # the dtype's rounding of the float32 result, not more
