@@ -68,7 +68,8 @@ def test_mutual_information_matches_sklearn() -> None:
 # ------------------------------------------------------------------------------------------------
 def test_dcimig_one_to_one_code_is_one_up_to_the_plugin_bias() -> None:
     """Gap = H(v) − I(z; v_other); the plug-in MI of independent 20×20 bins is biased by
-    about (B − 1)²/(2N) nats, so DCIMIG ≈ 1 − (B − 1)²/(2N ln B) (0.9646 at N = 2000)."""
+    about (B − 1)²/(2N) nats, so DCIMIG ≈ 1 − (B − 1)²/(2N ln B): 0.970 at N = 2000 (measured
+    0.965)."""
     n, bins = 2000, 20
     v = _uniform_factors(n, 4, 0)
     z = _one_to_one_code(v)
