@@ -217,3 +217,19 @@ def test_cli_corpus_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert summary["songs"][0]["duration"] == pytest.approx(13.0, abs=1e-3)
     assert main(["corpus", "build", "--out", str(tmp_path / "x"), "--source", "nope"]) == 1
     assert "unknown MIDI source 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("valid", "test"), [(0.1, 0.1), (0.25, 0.05)])
+def test_song_split_shares_over_many_ids(valid: float, test: float) -> None:
+    """The shares of 20000 ids lie within 4σ of (1 − valid − test, valid, test)."""
+    n = 20000
+    counts = {"train": 0, "valid": 0, "test": 0}
+    for i in range(n):
+        counts[song_split(f"package__song{i}", valid=valid, test=test)] += 1
+    for split, share in (("train", 1 - valid - test), ("valid", valid), ("test", test)):
+        sigma = (share * (1 - share) / n) ** 0.5
+        assert abs(counts[split] / n - share) <= 4 * sigma, (split, counts)
+    # The split of an id depends on the id alone: the same answer every time.
+    assert [song_split(f"package__song{i}") for i in range(50)] == [
+        song_split(f"package__song{i}") for i in range(50)
+    ]

@@ -391,3 +391,35 @@ def test_silence_gate_is_exact_at_the_threshold(tmp_path: Path) -> None:
     for i in range(len(ds)):
         level = rms_dbfs(ds[i]["audio"].numpy())
         assert level == pytest.approx(levels[STEMS[ds[i]["stem"]]], abs=0.01)
+
+
+def test_jittered_and_randomly_drawn_segments_pass_the_silence_gate(tmp_path: Path) -> None:
+    """Each stem is 3 dB above the gate up to ``boundary`` and 0.2 dB below it after: a
+    jittered offset or a random draw that lands on quieter audio than ``silence_db`` is refused
+    (the same exact gate as the index's, at 0.2 dB)."""
+    root = tmp_path / "halves"
+    folder = root / "song"
+    folder.mkdir(parents=True)
+    gate = -40.0
+    # The last loud grid segment (offset 7 hops = 38584) has only 10 % of its samples before the
+    # boundary: just loud enough, so half of its jittered moves (±hop/2) would be too quiet.
+    boundary = 7 * 5512 + 1100
+    audio = _sine(np.sqrt(2.0) * 10 ** ((gate + 3.0) / 20))
+    audio[boundary:] *= 10 ** (-3.2 / 20)
+    for stem in STEMS:
+        sf.write(folder / f"{stem}.wav", audio, SR, subtype="FLOAT")
+    ds = SegmentDataset(
+        MultitrackDataset(root, "all"), SEGMENT, silence_db=gate, cache_dir=tmp_path / "cache"
+    )
+    assert ds.jitter and ds.hop == 5512 and ds.segment == 11025
+    assert ds.index[:, 2].max() == 7 * ds.hop
+    levels = []
+    for epoch in range(16):
+        ds.set_epoch(epoch)
+        levels += [rms_dbfs(ds[i]["audio"].numpy()) for i in range(len(ds))]
+    rng = np.random.default_rng(0)
+    drawn = [ds.sample(rng) for _ in range(200)]
+    levels += [rms_dbfs(item["audio"].numpy()) for item in drawn]
+    assert min(levels) >= gate
+    # The test can fail: the draws do reach the quiet half, up to the gate.
+    assert max(item["offset"] for item in drawn) > boundary - ds.segment

@@ -37,7 +37,9 @@ SINES = {
 }
 RIGHT_GAIN = 0.5  # right channel = 0.5 x left (-6.02 dB)
 ORDER = ("mixture", "drums", "bass", "other", "vocals")  # MUSDB18's stream order
-LEVEL_TOL_DB = 1.0  # AAC at 256 kb/s keeps a sine's level to a few hundredths of a dB
+# AAC at 256 kb/s keeps a sine's level to a few hundredths of a dB (measured: at most 0.03 dB
+# per segment, 0.007 dB in the left/right balance); 1 dB let a 5 % gain error in the reader pass.
+LEVEL_TOL_DB = 0.05
 
 
 def _require_tools() -> str:
@@ -148,11 +150,12 @@ def test_multitrack_reads_every_stream_in_musdb_order(musdb_mp4: Path) -> None:
         level = rms_dbfs(x[i], axis=1)
         ref = rms_dbfs(written[name], axis=1)
         np.testing.assert_allclose(level, ref, atol=LEVEL_TOL_DB, err_msg=name)
-        assert abs((level[0] - level[1]) - 20 * np.log10(1 / RIGHT_GAIN)) < 0.5, (name, level)
+        balance = (level[0] - level[1]) - 20 * np.log10(1 / RIGHT_GAIN)
+        assert abs(balance) < LEVEL_TOL_DB, (name, level)
         # Time alignment: the waveform matches the written one sample for sample (a shift of
         # even one sample at 1320 Hz would cost far more than this SNR).
         err = rms_dbfs(x[i] - written[name]) - rms_dbfs(written[name])
-        assert err < -20.0, (name, err)
+        assert err < -28.0, (name, err)  # measured: -32 to -46 dB
 
 
 def test_stem_selection_by_name(musdb_mp4: Path) -> None:
@@ -191,7 +194,8 @@ def test_segments_from_stem_mp4(musdb_mp4: Path, tmp_path: Path) -> None:
         item = segs.sample(rng, stem=s)
         assert item["stem"] == s and _dominant_hz(item["audio"].numpy(), RATE) == SINES[name][0]
         amp = SINES[name][1]
-        assert abs(rms_dbfs(item["audio"].numpy()[0]) - 20 * np.log10(amp / np.sqrt(2))) < 1.0
+        level = rms_dbfs(item["audio"].numpy()[0])
+        assert abs(level - 20 * np.log10(amp / np.sqrt(2))) < LEVEL_TOL_DB
     # Track mode: all four stems of one segment, aligned.
     tracks = open_dataset(
         musdb_mp4, "all", stems, segment_seconds=1.0, cache_dir=tmp_path, mode="track"

@@ -297,3 +297,36 @@ def run():
 def test_eq_and_loudness_work_in_forked_child_after_parent_used_them() -> None:
     """Fork-started DataLoader workers run the serial kernels (GNU OpenMP aborts otherwise)."""
     assert_same_in_forked_child(_FORK_RUN)
+
+
+@pytest.mark.parametrize(
+    "kind", ["peak", "low_shelf", "high_shelf", "lowpass", "highpass", "bandpass", "notch"]
+)
+@pytest.mark.parametrize(("gain_db", "freq_hz", "q"), [(6.0, 2000.0, 0.9), (-9.0, 150.0, 2.5)])
+def test_rbj_biquad_response_at_every_frequency_is_the_bilinear_analog_prototype(
+    kind: str, gain_db: float, freq_hz: float, q: float
+) -> None:
+    """The whole complex response, not only |H(f0)|: the cookbook's analog prototype H(s)
+    (normalised to w0 = 1) at s = j·tan(πf/fs)/tan(πf0/fs), the bilinear map prewarped at f0."""
+    sr = 48000
+    b, a = rbj_biquad(kind, gain_db, freq_hz, q, sr)
+    f = np.geomspace(10.0, 0.49 * sr, 64)
+    _, h = ss.freqz(b.numpy(), a.numpy(), worN=f, fs=sr)
+    s = 1j * np.tan(np.pi * f / sr) / np.tan(np.pi * freq_hz / sr)
+    big_a = 10 ** (gain_db / 40)
+    sa = np.sqrt(big_a) / q
+    expected = {
+        "lowpass": 1 / (s**2 + s / q + 1),
+        "highpass": s**2 / (s**2 + s / q + 1),
+        "bandpass": (s / q) / (s**2 + s / q + 1),
+        "notch": (s**2 + 1) / (s**2 + s / q + 1),
+        "peak": (s**2 + s * big_a / q + 1) / (s**2 + s / (big_a * q) + 1),
+        "low_shelf": big_a * (s**2 + sa * s + big_a) / (big_a * s**2 + sa * s + 1),
+        "high_shelf": big_a * (big_a * s**2 + sa * s + 1) / (s**2 + sa * s + big_a),
+    }[kind]
+    np.testing.assert_allclose(h, expected, rtol=1e-9, atol=1e-12)
+    # And the time-domain filter is that response: biquad() against scipy's lfilter.
+    x = torch.randn(1, 2, 4000, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    y = biquad(x, sr, kind, gain_db, freq_hz, q)
+    ref = ss.lfilter(b.numpy(), a.numpy(), x[0].numpy(), axis=-1)
+    np.testing.assert_allclose(y[0].numpy(), ref, rtol=1e-9, atol=1e-12)

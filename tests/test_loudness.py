@@ -171,3 +171,55 @@ def test_gradcheck_normalize_loudness() -> None:
     assert torch.autograd.gradcheck(
         lambda t: loudness(t, sr), (xs,), eps=1e-6, atol=1e-5, fast_mode=True
     )
+
+
+def _gated_lufs(x: np.ndarray, sr: int, rel_gate_lu: float) -> float:
+    """Plain float64 BS.1770 gating (the standard's K-weighting from scipy, blocks by slicing)."""
+    weighted = ss.sosfilt(k_weighting_sos(sr).numpy(), x, axis=-1)
+    block, hop = round(0.4 * sr), round(0.1 * sr)
+    starts = range(0, x.shape[-1] - block + 1, hop)
+    z = np.array([[np.mean(c[s : s + block] ** 2) for s in starts] for c in weighted])
+    power = z.sum(axis=0)  # two equal-weight channels
+    block_lufs = -0.691 + 10 * np.log10(power)
+    kept = power[block_lufs > -70.0]
+    gate = -0.691 + 10 * np.log10(kept.mean()) + rel_gate_lu
+    return -0.691 + 10 * np.log10(power[(block_lufs > -70.0) & (block_lufs > gate)].mean())
+
+
+def test_relative_gate_is_10_lu_below_the_absolutely_gated_loudness() -> None:
+    """A quiet part that lies between a −10 LU and a −8 LU gate: kept, and it counts.
+
+    40 % of the signal at the loud level, 60 % 12 dB below: the absolutely gated loudness is
+    3.6 LU below the loud part, so the −10 LU gate sits 13.6 dB below it (the quiet part, −12,
+    passes) where a −8 LU gate would sit at −11.6 (and drop it).
+    """
+    sr = 48000
+    rng = np.random.default_rng(5)
+    x = 0.2 * rng.standard_normal((2, 10 * sr))
+    x[:, 4 * sr :] *= 10 ** (-12 / 20)
+    with_quiet = _gated_lufs(x, sr, -10.0)
+    without_quiet = _gated_lufs(x, sr, -8.0)
+    assert with_quiet < without_quiet - 2.0  # the signal tells the two gates apart
+    ours = float(loudness(torch.tensor(x)[None], sr))
+    reference = pyln.Meter(sr, filter_class="DeMan").integrated_loudness(x.T)
+    assert abs(ours - reference) < 1e-3
+    assert abs(ours - with_quiet) < 1e-3
+
+
+@pytest.mark.parametrize("channels", [3, 4, 5])
+def test_channel_weights_beyond_stereo_match_pyloudnorm(channels: int) -> None:
+    """Noise at a different level on each channel: G = 1, 1, 1, 1.41, 1.41 (BS.1770 Table 3)."""
+    sr = 48000
+    levels_db = np.array([0.0, -6.0, -12.0, 3.0, -3.0])[:channels]
+    rng = np.random.default_rng(channels)
+    x = 0.05 * rng.standard_normal((channels, 3 * sr)) * 10 ** (levels_db[:, None] / 20)
+    ours = float(loudness(torch.tensor(x)[None], sr))
+    reference = pyln.Meter(sr, filter_class="DeMan").integrated_loudness(x.T)
+    assert abs(ours - reference) < 1e-3
+    # Closed form on the same blocks: the loudness of the weighted sum of channel powers.
+    weighted = ss.sosfilt(k_weighting_sos(sr).numpy(), x, axis=-1)
+    g = np.array([1.0, 1.0, 1.0, 1.41, 1.41])[:channels]
+    block, hop = round(0.4 * sr), round(0.1 * sr)
+    starts = range(0, x.shape[-1] - block + 1, hop)
+    power = np.array([g @ np.mean(weighted[:, s : s + block] ** 2, axis=1) for s in starts])
+    assert abs(ours - (-0.691 + 10 * np.log10(power.mean()))) < 1e-3

@@ -429,6 +429,14 @@ def test_manipulator_on_device(device: str) -> None:
     assert torch.equal(y, Manipulator(p)(x))
     # Params on the CPU follow the audio.
     torch.testing.assert_close(Manipulator(p.to("cpu"))(x), y, rtol=1e-5, atol=1e-6)
+    # Against an independent reference on every device (on the CPU too, where the lines above
+    # compare the CPU with itself): each item through the functional effects, in float64.
+    p64 = p.to("cpu")
+    x64 = x.cpu().double()
+    assert bool(p64.active.any())
+    for i in range(4):
+        ref = reference_chain(x64[i : i + 1], p64[i])
+        torch.testing.assert_close(y[i : i + 1].cpu().double(), ref, rtol=1e-4, atol=2e-5)
 
 
 def _field(p: FxParams, name: str) -> torch.Tensor:

@@ -218,3 +218,34 @@ def test_load_state_dict_nan_difficulty_never_reaches_probabilities() -> None:
         sched.load_state_dict(state)
     probs = sched.update(SCORES)
     assert all(0.1 <= p <= 0.95 for p in probs.values())
+
+
+def test_difficulty_is_the_momentum_weighted_average_of_two_different_scores() -> None:
+    """d ← μ·d + (1 − μ)·(1 − s): with two different scores the weights matter (and μ ≠ 0.5)."""
+    mu, p_min, p_max, tau, eta = 0.7, 0.1, 0.95, 0.1, 0.1
+    sched = ProbabilityScheduler(p_min=p_min, p_max=p_max, momentum=mu, step=eta, temperature=tau)
+    sched.update({"eq": 0.2, "imager": 0.9})
+    assert sched.difficulty["eq"] == pytest.approx(0.8, abs=1e-15)  # the first score sets d
+    probs = sched.update({"eq": 0.6, "imager": 0.5})
+    d_eq = mu * 0.8 + (1 - mu) * 0.4  # 0.68 (swapped weights would give 0.52)
+    d_im = mu * 0.1 + (1 - mu) * 0.5  # 0.22
+    assert sched.difficulty["eq"] == pytest.approx(d_eq, abs=1e-15)
+    assert sched.difficulty["imager"] == pytest.approx(d_im, abs=1e-15)
+    assert sched.difficulty["pan"] is None  # never scored
+
+    # The probabilities after the two steps, written out from the module's equations.
+    def target(e: str, diff: dict[str, float]) -> float:
+        if e not in diff:
+            return DEFAULT_INITIAL[e]
+        mean = sum(diff.values()) / len(diff)
+        u0 = (DEFAULT_INITIAL[e] - p_min) / (p_max - p_min)
+        z = math.log(u0 / (1 - u0)) + (diff[e] - mean) / tau
+        return p_min + (p_max - p_min) / (1 + math.exp(-z))
+
+    first = {"eq": 0.8, "imager": 0.1}
+    second = {"eq": d_eq, "imager": d_im}
+    for e in DEFAULT_EFFECTS:
+        p = DEFAULT_INITIAL[e]
+        p += eta * (target(e, first) - p)
+        p += eta * (target(e, second) - p)
+        assert probs[e] == pytest.approx(p, abs=1e-12), e
