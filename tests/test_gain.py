@@ -117,3 +117,30 @@ def test_finite_gradient_at_range_edges(edge: float, dtype: torch.dtype) -> None
 def test_bad_input_raises(make) -> None:
     with pytest.raises(ValueError):
         make()
+
+
+def test_polarity_flags_broadcast_and_bad_flags_name_the_problem() -> None:
+    """Mutation survivors of gain.py: flag shapes, messages, and the range's lower edge."""
+    x = torch.ones(3, 2, 4, dtype=torch.float64)
+    for flags in (torch.tensor(True), torch.tensor([True])):  # 0-d and (1,): the whole batch
+        assert torch.equal(gain(x, 0.0, flags), -x)
+    with pytest.raises(ValueError, match=r"batch=3, got shape \(1, 1\)"):
+        gain(x, 0.0, torch.tensor([[True]]))
+    with pytest.raises(ValueError, match=r"batch=3, got shape \(2,\)"):
+        gain(x, 0.0, torch.tensor([True, False]))
+    with pytest.raises(ValueError, match=r"got dtype torch\.float32"):
+        gain(x, 0.0, torch.tensor([1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="invert_polarity is on meta but the audio is on cpu"):
+        gain(x, 0.0, torch.ones(3, dtype=torch.bool, device="meta"))
+    with pytest.raises(ValueError, match="a bool or a bool tensor, got int"):
+        gain(x, 0.0, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^gain_db=-121 is below its minimum -120"):
+        gain(x, -121.0)
+    with pytest.raises(ValueError, match=r"^gain_db=121 is above"):
+        gain(x, 121.0)
+    # Half precision keeps its dtype with either kind of flag (the ±1 sign is in x's dtype).
+    h = torch.ones(3, 2, 4, dtype=torch.float16)
+    for flags in (True, torch.tensor([True, False, True])):
+        y = gain(h, -6.0, flags)
+        assert y.dtype == torch.float16
+        assert float(y[0, 0, 0]) == pytest.approx(-(10 ** (-6.0 / 20)), rel=1e-3)
