@@ -10,6 +10,8 @@ Commands:
     with fluidsynth (:mod:`fxdata.corpus`; needs the ``data`` extra and ``fluidsynth``).
     ``mixfx corpus pack DATA --out PACK``: a compact int16 segment pack of a dataset
     (:mod:`fxdata.pack`).
+    ``mixfx train-encoder --data DIR --out RUN``: train the audio-effects encoder
+    (:mod:`fxencoder.training`; needs the ``train`` extra).
 
 Bad arguments exit with 2 and argparse's usage message; a problem while running (bad input, a
 missing optional package, an unwritable output) is one line ``mixfx COMMAND: error: ...`` on
@@ -27,14 +29,14 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, TextIO
 
-from mixfx.commands import corpus, demo, fxnorm_stats, version
+from mixfx.commands import corpus, demo, fxnorm_stats, train_encoder, version
 from mixfx.commands.common import PROG, CLIError
 
 __all__ = ["COMMANDS", "CLIError", "build_parser", "main"]
 
 #: The command modules, in the order ``mixfx --help`` lists them. Each has ``NAME``, ``HELP``,
 #: ``DESCRIPTION``, ``configure(parser)`` and ``run(args) -> exit code``.
-COMMANDS: tuple[ModuleType, ...] = (demo, fxnorm_stats, corpus, version)
+COMMANDS: tuple[ModuleType, ...] = (demo, fxnorm_stats, corpus, train_encoder, version)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,555 @@
+"""Contrastive training of the audio-effects encoder: the step, the loop, checkpoints, resume.
+
+Each step (:meth:`EncoderTrainer.step`):
+
+1. **Contents.** A stem type (uniform among the stems that ``contents`` different tracks have),
+   then ``contents`` different tracks of it and a random segment of each (FX-normalized when the
+   dataset was built with the normalizer; see :func:`open_training_data`).
+2. **Draws.** ``draws`` effect chains of that stem (:func:`fxdsp.sample_params`; the
+   probabilities of the config, or of the :class:`fxdsp.ProbabilityScheduler` with
+   ``prob_schedule``), each applied to every content on the device by the
+   :class:`fxdsp.Manipulator`: ``contents × draws`` items. Items with the same draw are
+   positives, every other item is a negative, and the same content under another draw is a
+   strong negative.
+3. **Views.** Every item is cropped to one random length in ``[crop_min, 1] ×`` the segment, at
+   its own random offset (the reference's random-length views).
+4. **Loss.** Multi-positive NT-Xent (:func:`fxencoder.loss.nt_xent`) on the projection head's
+   vectors, plus ``aux_weight ×`` the auxiliary head's parameter regression and on/off
+   classification (:func:`fxencoder.loss.aux_param_loss`) when the model has the head.
+
+Every random choice comes from one CPU ``torch.Generator`` per process, saved in checkpoints
+with the model, the optimizer, the learning-rate schedule and the probability scheduler, so a
+resumed run continues bit for bit. Several processes (``torchrun``) train with
+DistributedDataParallel (gloo on CPU, nccl on GPU), each drawing its own batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+import fxdsp
+from fxdsp.config import ConfigBase, check_number
+from fxdsp.io import atomic_write
+from fxdsp.registry import EFFECTS, STEMS
+from fxdsp.space import ParamSpace
+from fxencoder.config import FXEncoderConfig
+from fxencoder.loss import aux_param_loss, nt_xent, similarity_stats
+from fxencoder.model import FXEncoder
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "EncoderTrainer",
+    "TrainConfig",
+    "effect_scores",
+    "open_training_data",
+    "train",
+]
+
+CHECKPOINT_FORMAT = "mixfx.fxencoder.train/1"
+_RANK_SEED_STRIDE = 1_000_003
+
+
+@dataclass(frozen=True)
+class TrainConfig(ConfigBase):
+    """Everything a training run needs besides the data.
+
+    Attributes:
+        model: a preset name (``"small"``, ``"paper"``, ``"tiny"``).
+        model_overrides: fields of :class:`FXEncoderConfig` changed from the preset.
+        steps: optimizer steps in all.
+        contents: contents (tracks) per draw; ``contents × draws`` items per step.
+        draws: effect chains per step.
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up; then a cosine decay to ``0.1 × lr`` at ``steps``.
+        temperature: NT-Xent temperature.
+        aux_weight: weight of the auxiliary parameter loss (needs ``aux_params`` in the model;
+            set automatically when > 0).
+        crop_min: shortest view as a fraction of the segment.
+        fxnorm: FX-normalize the contents (Φnorm); False is the paper's Φ∅.
+        prob_schedule: schedule the effect probabilities (Φp.s.).
+        probe_every: steps between per-effect scores (the scheduler's input; also logged).
+        chain: a :class:`fxdsp.ChainConfig` as a dict (default: the reference chain).
+        grad_clip: gradient-norm clip.
+        seed: the seed of every random choice.
+    """
+
+    model: str = "small"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    steps: int = 10000
+    contents: int = 3
+    draws: int = 12
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    temperature: float = 0.1
+    aux_weight: float = 0.0
+    crop_min: float = 0.5
+    fxnorm: bool = True
+    prob_schedule: bool = False
+    probe_every: int = 100
+    chain: dict[str, Any] = field(default_factory=dict)
+    grad_clip: float = 5.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "contents", "draws", "probe_every"):
+            check_number(name, getattr(self, name), low=1, integer=True)
+        if self.contents < 2:
+            raise ValueError(
+                f"contents must be >= 2 (a positive needs two contents), got {self.contents}"
+            )
+        check_number("warmup_steps", self.warmup_steps, low=0, integer=True)
+        check_number("seed", self.seed, low=0, integer=True)
+        for name in ("lr", "temperature", "grad_clip"):
+            check_number(name, getattr(self, name), low=0.0, low_open=True)
+        check_number("weight_decay", self.weight_decay, low=0.0)
+        check_number("aux_weight", self.aux_weight, low=0.0)
+        check_number("crop_min", self.crop_min, low=0.0, low_open=True, high=1.0)
+        for name in ("fxnorm", "prob_schedule"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.model_overrides, Mapping) or not isinstance(self.chain, Mapping):
+            raise ValueError("model_overrides and chain must be mappings")
+        self.model_config()  # validates the preset and the overrides
+        self.chain_config()
+
+    def model_config(self) -> FXEncoderConfig:
+        """The encoder's config: the preset, the overrides, and the auxiliary head's size."""
+        cfg = FXEncoderConfig.preset(self.model, **dict(self.model_overrides))
+        if self.aux_weight > 0 and cfg.aux_params == 0:
+            space = ParamSpace(self.chain_config())
+            cfg = cfg.replace(aux_params=len(space) + len(EFFECTS))
+        return cfg
+
+    def chain_config(self) -> fxdsp.ChainConfig:
+        """The chain config (the reference's unless ``chain`` says otherwise)."""
+        cfg = fxdsp.ChainConfig.from_dict(dict(self.chain)) if self.chain else fxdsp.ChainConfig()
+        return cfg.replace(sample_rate=float(FXEncoderConfig.preset(self.model, **dict(
+            self.model_overrides)).sample_rate))  # fmt: skip
+
+
+def open_training_data(
+    path: str | Path,
+    config: TrainConfig,
+    split: str = "train",
+    cache_dir: str | Path | None = None,
+) -> Any:
+    """The segment dataset a run trains on: segments of the model's length, FX-normalized with
+    the shipped corpus statistics unless ``config.fxnorm`` is False (cached once per setting).
+
+    A segment pack (``mixfx corpus pack``) is served as it is (packs hold what they were packed
+    with).
+    """
+    import fxdata
+
+    model = config.model_config()
+    options: dict[str, Any] = {"sample_rate": model.sample_rate}
+    from fxdata.tracks import detect_layout
+
+    if detect_layout(path) != "pack":
+        options["cache_dir"] = cache_dir
+        if config.fxnorm:
+            normalizer = fxdsp.FxNormalizer(fxdsp.FxNormStats.corpus_default())
+            options["normalizer"] = lambda audio, stems: _normalize_numpy(normalizer, audio, stems)
+            options["normalizer_id"] = "fxdsp.FxNormalizer/corpus_default/1"
+    return fxdata.open_dataset(path, split, segment_seconds=model.segment_seconds, **options)
+
+
+def _normalize_numpy(normalizer: fxdsp.FxNormalizer, audio: np.ndarray, stems: Any) -> np.ndarray:
+    """The dataset's normalizer hook: ``(stems, 2, samples)`` float32 → normalized, per stem."""
+    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    names = [str(s) for s in stems]
+    with torch.no_grad():
+        y = normalizer(x, names)
+    return y.numpy()
+
+
+class _ContentSampler:
+    """Draws ``k`` segments of one stem type from ``k`` different tracks, from a generator."""
+
+    def __init__(self, dataset: Any, k: int) -> None:
+        index = np.asarray(dataset.index)
+        if index.ndim != 2 or len(index) == 0:
+            raise ValueError("the dataset has no segments")
+        self.dataset = dataset
+        self.k = k
+        self.groups: dict[int, list[np.ndarray]] = {}
+        for s in np.unique(index[:, 1]):
+            rows = np.nonzero(index[:, 1] == s)[0]
+            tracks = index[rows, 0]
+            per_track = [rows[tracks == t] for t in np.unique(tracks)]
+            if len(per_track) >= k:
+                self.groups[int(s)] = per_track
+        if not self.groups:
+            raise ValueError(
+                f"no stem type has segments in {k} different tracks (contents={k}): use fewer "
+                "contents or more tracks"
+            )
+        self.stems = sorted(self.groups)
+
+    def draw(self, gen: torch.Generator) -> tuple[int, list[int], Tensor]:
+        """``(stem index in the dataset, rows, audio (k, 2, L))``."""
+        s = self.stems[int(torch.randint(len(self.stems), (1,), generator=gen))]
+        tracks = self.groups[s]
+        chosen = torch.randperm(len(tracks), generator=gen)[: self.k].tolist()
+        rows = []
+        for t in chosen:
+            r = tracks[t]
+            rows.append(int(r[int(torch.randint(len(r), (1,), generator=gen))]))
+        audio = torch.stack([self.dataset[r]["audio"] for r in rows])
+        return s, rows, audio
+
+
+def _crop(y: Tensor, gen: torch.Generator, crop_min: float) -> Tensor:
+    """One random length for the batch, a random offset per item."""
+    n = y.shape[-1]
+    length = max(2, round(n * (crop_min + (1 - crop_min) * float(torch.rand((), generator=gen)))))
+    offsets = torch.randint(0, n - length + 1, (y.shape[0],), generator=gen)
+    idx = (offsets[:, None] + torch.arange(length)[None, :]).to(y.device)
+    return y.gather(2, idx[:, None, :].expand(-1, y.shape[1], -1))
+
+
+def _with_effect_from(p: fxdsp.FxParams, q: fxdsp.FxParams, effect: str) -> fxdsp.FxParams:
+    """``p`` with ``effect``'s values taken from ``q`` (both with the effect on)."""
+    values = dict(p.values)
+    for key in q.values:
+        if key.startswith(f"{effect}."):
+            values[key] = q.values[key]
+    return fxdsp.FxParams(
+        stem=p.stem, active=p.active, order1=p.order1, order2=p.order2, values=values,
+        sample_rate=p.sample_rate, ir_length=p.ir_length,
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def effect_scores(
+    model: FXEncoder,
+    contents: Tensor,
+    stem: str,
+    config: fxdsp.ChainConfig,
+    gen: torch.Generator,
+    probabilities: Mapping[str, float] | None = None,
+    draws: int = 6,
+) -> dict[str, float]:
+    """Per-effect score: how often the encoder tells a chain from the same chain with one
+    effect changed.
+
+    For each effect ``e``: ``draws`` chains ``p`` with ``e`` on, and ``r`` = ``p`` with ``e``'s
+    parameters from another draw. With contents ``c1``, ``c2``: the score is the fraction of
+    draws where ``sim(p(c1), p(c2)) > sim(p(c1), r(c1))``, i.e. the same effects on another
+    content are nearer than another setting of ``e`` on the same content (0.5 is chance).
+    The model is used in eval mode.
+
+    Args:
+        model: the encoder.
+        contents: ``(2, 2, L)`` two contents of stem ``stem``.
+        stem: the stem name.
+        config: the chain config.
+        gen: the generator.
+        probabilities: the other effects' probabilities (default: the config's).
+        draws: chains per effect.
+    """
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    scores = {}
+    try:
+        for effect in EFFECTS:
+            probs = dict(probabilities or {})
+            probs[effect] = 1.0
+            p = fxdsp.sample_params(draws, stems=stem, probabilities=probs, generator=gen,
+                                    config=config)  # fmt: skip
+            q = fxdsp.sample_params(draws, stems=stem, probabilities=probs, generator=gen,
+                                    config=config)  # fmt: skip
+            r = _with_effect_from(p, q, effect)
+            c1 = contents[0:1].to(device).repeat(draws, 1, 1)
+            c2 = contents[1:2].to(device).repeat(draws, 1, 1)
+            z = model.project(model(torch.cat([
+                fxdsp.Manipulator(p)(c1), fxdsp.Manipulator(p)(c2), fxdsp.Manipulator(r)(c1)
+            ])))  # fmt: skip
+            z = torch.nn.functional.normalize(z, dim=1)
+            a, pos, neg = z[:draws], z[draws : 2 * draws], z[2 * draws :]
+            scores[effect] = float(((a * pos).sum(1) > (a * neg).sum(1)).float().mean())
+    finally:
+        model.train(was)
+    return scores
+
+
+def _distributed() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class EncoderTrainer:
+    """The model, its optimizer and schedule, the random state, and the training step.
+
+    Args:
+        config: the run's :class:`TrainConfig`.
+        dataset: a segment dataset (``index`` rows ``(track, stem, offset)``, ``ds[i]["audio"]``
+            ``(2, L)``; :func:`open_training_data`).
+        device: where the model and the effects run.
+    """
+
+    def __init__(
+        self, config: TrainConfig, dataset: Any, device: str | torch.device = "cpu"
+    ) -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.rank, self.world = _distributed()
+        self.model_config = config.model_config()
+        self.chain = config.chain_config()
+        self.space = ParamSpace(self.chain)
+        self.param_effect = torch.tensor(
+            [EFFECTS.index(name.split(".")[0]) for name in self.space.names], dtype=torch.int64
+        )
+        torch.manual_seed(config.seed)  # the initial weights: the same on every rank
+        self.model = FXEncoder(self.model_config).to(self.device)
+        self.module: torch.nn.Module = self.model
+        if self.world > 1:
+            self.module = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.gen = torch.Generator().manual_seed(config.seed + _RANK_SEED_STRIDE * self.rank)
+        self.sampler = _ContentSampler(dataset, config.contents)
+        self.dataset = dataset
+        self.step_count = 0
+        self.scheduler = fxdsp.ProbabilityScheduler() if config.prob_schedule else None
+        self.last_scores: dict[str, float] = {}
+
+    # -- schedule -------------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to ``0.1 × lr`` at ``steps``."""
+        c = self.config
+        if step < c.warmup_steps:
+            return c.lr * (step + 1) / c.warmup_steps
+        progress = min(1.0, (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps))
+        return c.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def probabilities(self) -> dict[str, float] | None:
+        """The effect probabilities of the next draws (None: the chain config's)."""
+        return dict(self.scheduler.probabilities) if self.scheduler is not None else None
+
+    # -- one step --------------------------------------------------------------------------
+    def make_batch(self) -> dict[str, Any]:
+        """Draw contents and chains and render the views (no model involved)."""
+        c = self.config
+        s, rows, contents = self.sampler.draw(self.gen)
+        stem = str(self.dataset.stems[s])
+        stem_name = stem if stem in STEMS else None
+        params = fxdsp.sample_params(
+            c.draws, stems=stem_name, probabilities=self.probabilities(), generator=self.gen,
+            config=self.chain,
+        )  # fmt: skip
+        x = contents.to(self.device).repeat_interleave(c.draws, dim=0)  # item k: content k // D
+        p = fxdsp.FxParams.cat([params] * c.contents).to(self.device)
+        labels = torch.arange(c.draws).repeat(c.contents).to(self.device)
+        content_ids = torch.arange(c.contents).repeat_interleave(c.draws).to(self.device)
+        with torch.no_grad():
+            y = fxdsp.Manipulator(p)(x)
+        views = _crop(y, self.gen, c.crop_min)
+        return {
+            "views": views, "labels": labels, "content_ids": content_ids, "params": p,
+            "stem": stem, "rows": rows, "contents": contents,
+        }  # fmt: skip
+
+    def loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, float]]:
+        """The loss of a batch and its logged figures."""
+        c = self.config
+        emb = self.module(batch["views"])
+        z = self.model.project(emb)
+        contrastive = nt_xent(z, batch["labels"], c.temperature)
+        total = contrastive
+        logs = {"loss/contrastive": float(contrastive.detach())}
+        if c.aux_weight > 0:
+            p: fxdsp.FxParams = batch["params"]
+            targets = self.space.to_normalized(p.values).clamp(0, 1)
+            aux = aux_param_loss(
+                self.model.predict_params(emb), targets, p.active, self.param_effect.to(emb.device)
+            )
+            total = total + c.aux_weight * aux
+            logs["loss/aux"] = float(aux.detach())
+        logs["loss/total"] = float(total.detach())
+        stats = similarity_stats(z.detach(), batch["labels"], batch["content_ids"])
+        logs.update({f"batch/{k}": v for k, v in stats.items()})
+        return total, logs
+
+    def step(self) -> dict[str, float]:
+        """One optimization step; returns the figures to log."""
+        start = time.perf_counter()
+        lr = self.lr_at(self.step_count)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = self.make_batch()
+        made = time.perf_counter()
+        self.model.train()
+        total, logs = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.step_count += 1
+        if self.scheduler is not None or self.step_count % self.config.probe_every == 0:
+            if self.step_count % self.config.probe_every == 0:
+                scores = effect_scores(
+                    self.model, batch["contents"][:2], batch["stem"]
+                    if batch["stem"] in STEMS else "other", self.chain, self.gen,
+                    self.probabilities(),
+                )  # fmt: skip
+                self.last_scores = scores
+                if self.scheduler is not None:
+                    self.scheduler.update(scores)
+                logs.update({f"effect_score/{k}": v for k, v in scores.items()})
+        done = time.perf_counter()
+        n = batch["views"].shape[0]
+        logs.update({
+            "lr": lr, "grad_norm": float(grad_norm), "time/batch_s": made - start,
+            "time/step_s": done - start, "throughput/items_per_s": n / (done - start),
+        })  # fmt: skip
+        return logs
+
+    # -- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a bit-exact resume needs (this process's random state)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": asdict(self.model_config),
+            "train_config": self.config.to_dict(),
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step_count,
+            "rng": self.gen.get_state(),
+            "prob_scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (the model config must match)."""
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"not an encoder training checkpoint (format {state.get('format')!r})")
+        if FXEncoderConfig.from_dict(_tuples(state["config"])) != self.model_config:
+            raise ValueError("the checkpoint's model config differs from this run's")
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step_count = int(state["step"])
+        self.gen.set_state(state["rng"])
+        if self.scheduler is not None and state.get("prob_scheduler") is not None:
+            self.scheduler.load_state_dict(state["prob_scheduler"])
+
+    def save(self, path: str | Path) -> None:
+        """Write a checkpoint atomically (rank 0 writes every rank's random state)."""
+        state = self.state_dict()
+        if self.world > 1:
+            rngs: list[Any] = [None] * self.world
+            torch.distributed.all_gather_object(rngs, self.gen.get_state())
+            state["rng_ranks"] = rngs
+            if self.rank != 0:
+                return
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    def resume(self, path: str | Path) -> None:
+        """Continue from a checkpoint written by :meth:`save`."""
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:
+            raise ValueError(f"cannot read checkpoint {path}: {err}") from None
+        if "rng_ranks" in state:
+            ranks = state["rng_ranks"]
+            if len(ranks) != self.world:
+                raise ValueError(
+                    f"checkpoint {path} was written by {len(ranks)} processes, this run has "
+                    f"{self.world}"
+                )
+            state = {**state, "rng": ranks[self.rank]}
+        self.load_state_dict(state)
+
+
+def _tuples(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+def train(
+    trainer: EncoderTrainer,
+    out_dir: str | Path,
+    *,
+    checkpoint_every: int = 500,
+    log_every: int = 10,
+    writer: Any = None,
+    progress: bool = True,
+    callbacks: tuple[Callable[[EncoderTrainer, dict[str, float]], None], ...] = (),
+) -> Path:
+    """Run ``trainer`` to ``config.steps``, logging and writing ``last.pt`` checkpoints.
+
+    Args:
+        trainer: the trainer (resumed or fresh).
+        out_dir: where ``last.pt`` goes.
+        checkpoint_every: steps between checkpoints (one is written at the end too).
+        log_every: steps between scalar logs to ``writer``.
+        writer: a TensorBoard ``SummaryWriter`` (or anything with ``add_scalar``), or None.
+        progress: show a tqdm bar (rank 0 only).
+        callbacks: called after every step with the trainer and the step's figures.
+
+    Returns:
+        The path of the last checkpoint.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "last.pt"
+    total = trainer.config.steps
+    bar = None
+    if progress and trainer.rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=trainer.step_count, desc="fxencoder", unit="step")
+    while trainer.step_count < total:
+        logs = trainer.step()
+        step = trainer.step_count
+        if writer is not None and trainer.rank == 0 and step % log_every == 0:
+            for key, value in logs.items():
+                writer.add_scalar(key, value, step)
+            if trainer.scheduler is not None:
+                trainer.scheduler.log_to(writer, step)
+        for callback in callbacks:
+            callback(trainer, logs)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{logs['loss/total']:.3f}", top1=f"{logs['batch/top1']:.2f}")
+        if step % checkpoint_every == 0 or step == total:
+            trainer.save(path)
+    if bar is not None:
+        bar.close()
+    return path
+
+
+def setup_distributed(device: str) -> tuple[int, int, str]:
+    """Initialise ``torch.distributed`` under ``torchrun`` (gloo on CPU, nccl on CUDA).
+
+    Returns:
+        ``(rank, world_size, device)``; ``(0, 1, device)`` when not launched by torchrun.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    rank = int(os.environ["RANK"])
+    if device.startswith("cuda"):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    torch.distributed.init_process_group(backend)
+    return rank, world, device

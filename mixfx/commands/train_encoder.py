@@ -1,0 +1,187 @@
+"""``mixfx train-encoder``: contrastive training of the audio-effects encoder.
+
+The loop, the step and the checkpoints are :mod:`fxencoder.training`; this command parses the
+options, opens the data (training split, and a held-out probe from the validation split), logs
+to TensorBoard (``OUT/tb``: losses, learning rate, similarities, per-effect scores and
+probabilities, throughput, the probe's style retrieval, example audio and the probe's
+embeddings in the projector) and writes ``OUT/last.pt`` every ``--checkpoint-every`` steps.
+Under ``torchrun`` every process trains on its own draws (DistributedDataParallel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from mixfx.commands.common import CLIError, number_in_range, require
+
+__all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "run"]
+
+NAME = "train-encoder"
+HELP = "train the audio-effects encoder (contrastive; --prob-schedule, --no-fxnorm, --resume)"
+DESCRIPTION = (
+    "Train the audio-effects encoder on a dataset folder (the corpus, MUSDB18-HQ, a pack). "
+    "Default: FX-normalized contents (the paper's Φnorm); --no-fxnorm is Φ∅, --prob-schedule "
+    "Φp.s.; --aux-weight adds the auxiliary parameter-regression head."
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``train-encoder`` to ``parser``."""
+    p = parser
+    p.add_argument("--data", metavar="DIR", type=Path, required=True, help="dataset folder")
+    p.add_argument("--out", metavar="DIR", type=Path, required=True, help="run folder")
+    p.add_argument("--config", metavar="FILE", type=Path, help="a TrainConfig JSON/YAML file")
+    p.add_argument("--preset", default=None, help="model preset: small (default), paper, tiny")
+    p.add_argument("--steps", type=number_in_range(int, 1, 10**9, "steps"), default=None)
+    p.add_argument("--contents", type=number_in_range(int, 2, 1024, "contents"), default=None)
+    p.add_argument("--draws", type=number_in_range(int, 1, 4096, "draws"), default=None)
+    p.add_argument("--lr", type=number_in_range(float, 1e-8, 1.0, "learning rate"), default=None)
+    p.add_argument(
+        "--temperature", type=number_in_range(float, 1e-3, 10.0, "temperature"), default=None
+    )
+    p.add_argument(
+        "--aux-weight", type=number_in_range(float, 0.0, 1e3, "aux weight"), default=None,
+        help="weight of the auxiliary parameter loss (0: no auxiliary head)",
+    )  # fmt: skip
+    p.add_argument("--no-fxnorm", action="store_true", help="Φ∅: contents not FX-normalized")
+    p.add_argument("--prob-schedule", action="store_true", help="Φp.s.: schedule probabilities")
+    p.add_argument("--seed", type=number_in_range(int, 0, 2**31 - 1, "seed"), default=None)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--checkpoint-every", type=number_in_range(int, 1, 10**9, "steps"), default=500)
+    p.add_argument("--log-every", type=number_in_range(int, 1, 10**9, "steps"), default=10)
+    p.add_argument(
+        "--eval-every", type=number_in_range(int, 0, 10**9, "steps"), default=250,
+        help="steps between probe evaluations (0: never)",
+    )  # fmt: skip
+    p.add_argument("--audio-every", type=number_in_range(int, 0, 10**9, "steps"), default=1000)
+    p.add_argument("--probe-split", default="valid", help="held-out split of the probe")
+    p.add_argument("--probe-songs", type=number_in_range(int, 2, 1000, "songs"), default=8)
+    p.add_argument("--probe-styles", type=number_in_range(int, 2, 1000, "styles"), default=8)
+    p.add_argument("--cache-dir", type=Path, default=None, help="segment cache folder")
+    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from fxencoder.training import TrainConfig
+
+    base = TrainConfig.from_file(args.config).to_dict() if args.config else {}
+    given = {
+        "model": args.preset, "steps": args.steps, "contents": args.contents,
+        "draws": args.draws, "lr": args.lr, "temperature": args.temperature,
+        "aux_weight": args.aux_weight, "seed": args.seed,
+    }  # fmt: skip
+    base.update({k: v for k, v in given.items() if v is not None})
+    if args.no_fxnorm:
+        base["fxnorm"] = False
+    if args.prob_schedule:
+        base["prob_schedule"] = True
+    return TrainConfig.from_dict(base)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; returns the exit code."""
+    require("tqdm", "train", "mixfx train-encoder")
+    import torch
+
+    from fxdsp.io import atomic_write_text
+    from fxencoder.training import EncoderTrainer, setup_distributed, train
+
+    config = _train_config(args)
+    out: Path = args.out
+    last = out / "last.pt"
+    if args.resume and not last.exists():
+        raise CLIError(f"--resume: no checkpoint {last}")
+    if not args.resume and last.exists():
+        raise CLIError(f"{last} exists: pass --resume to continue it, or choose another --out")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
+    rank, world, device = setup_distributed(args.device)
+    try:
+        from fxencoder.training import open_training_data
+
+        data = open_training_data(args.data, config, "train", args.cache_dir)
+        trainer = EncoderTrainer(config, data, device=device)
+        if args.resume:
+            trainer.resume(last)
+        writer, probe = None, None
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / "train_config.json", json.dumps(config.to_dict(), indent=2))
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                writer = SummaryWriter(str(out / "tb"))
+            if args.eval_every:
+                from fxencoder.probe import StyleProbe
+
+                held = open_training_data(args.data, config, args.probe_split, args.cache_dir)
+                probe = StyleProbe(
+                    held, styles=args.probe_styles, songs=args.probe_songs,
+                    config=trainer.chain, device=device,
+                )  # fmt: skip
+        callbacks = []
+        if probe is not None:
+            callbacks.append(_probe_callback(probe, writer, args.eval_every, out))
+        if writer is not None and args.audio_every:
+            callbacks.append(_audio_callback(writer, args.audio_every, config.model_config()))
+        path = train(
+            trainer, out, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+            writer=writer, progress=not args.no_progress, callbacks=tuple(callbacks),
+        )  # fmt: skip
+        if writer is not None:
+            writer.close()
+        if rank == 0:
+            print(f"mixfx train-encoder: {trainer.step_count} steps, checkpoint {path}")
+    finally:
+        if world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return 0
+
+
+def _probe_callback(probe: Any, writer: Any, every: int, out: Path) -> Any:
+    from fxdsp.io import atomic_write_text
+
+    history: list[dict[str, float]] = []
+
+    def callback(trainer: Any, logs: dict[str, float]) -> None:
+        step = trainer.step_count
+        if step % every and step != trainer.config.steps:
+            return
+        score = probe.retrieval(trainer.model)
+        history.append({"step": step, "retrieval_top1": score})
+        atomic_write_text(out / "probe.json", json.dumps(history, indent=1))
+        if writer is not None:
+            writer.add_scalar("valid/retrieval_top1", score, step)
+            if step == trainer.config.steps or step % (every * 4) == 0:
+                emb = probe.embeddings(trainer.model)
+                meta = [
+                    [probe.stems[i], str(int(probe.style_ids[i])), str(int(probe.song_ids[i]))]
+                    for i in range(len(probe))
+                ]
+                writer.add_embedding(
+                    emb, metadata=meta, metadata_header=["stem", "style", "song"],
+                    global_step=step, tag="probe",
+                )  # fmt: skip
+
+    return callback
+
+
+def _audio_callback(writer: Any, every: int, model_config: Any) -> Any:
+    def callback(trainer: Any, logs: dict[str, float]) -> None:
+        if trainer.step_count % every:
+            return
+        batch = trainer.make_batch()
+        views = batch["views"]
+        for k in range(min(3, views.shape[0])):
+            writer.add_audio(
+                f"views/{k}", views[k].mean(0).clamp(-1, 1).cpu(), trainer.step_count,
+                sample_rate=model_config.sample_rate,
+            )  # fmt: skip
+
+    return callback
