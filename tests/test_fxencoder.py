@@ -306,7 +306,8 @@ def test_command_line_train_and_resume(data, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(base, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads((tmp_path / "run" / "probe.json").read_text())[-1]["step"] == 2
+    probe = json.loads((tmp_path / "run" / "probe.json").read_text())[-1]
+    assert probe["step"] == 2 and 0.0 <= probe["full"] <= 1.0 and "single_mean" in probe
     again = subprocess.run(base, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert again.returncode == 1 and "--resume" in again.stderr and "Traceback" not in again.stderr
     more = [*base, "--resume", "--steps", "3"]

@@ -59,8 +59,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--audio-every", type=number_in_range(int, 0, 10**9, "steps"), default=1000)
     p.add_argument("--probe-split", default="valid", help="held-out split of the probe")
-    p.add_argument("--probe-songs", type=number_in_range(int, 2, 1000, "songs"), default=8)
-    p.add_argument("--probe-styles", type=number_in_range(int, 2, 1000, "styles"), default=8)
+    p.add_argument("--probe-songs", type=number_in_range(int, 2, 1000, "songs"), default=6)
+    p.add_argument("--probe-styles", type=number_in_range(int, 2, 1000, "styles"), default=16)
     p.add_argument("--cache-dir", type=Path, default=None, help="segment cache folder")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
@@ -118,10 +118,10 @@ def run(args: argparse.Namespace) -> int:
             if SummaryWriter is not None:
                 writer = SummaryWriter(str(out / "tb"))
             if args.eval_every:
-                from fxencoder.probe import StyleProbe
+                from fxencoder.probe import ProbeSuite
 
                 held = open_training_data(args.data, config, args.probe_split, args.cache_dir)
-                probe = StyleProbe(
+                probe = ProbeSuite(
                     held, styles=args.probe_styles, songs=args.probe_songs,
                     config=trainer.chain, device=device,
                 )  # fmt: skip
@@ -153,16 +153,18 @@ def _probe_callback(probe: Any, writer: Any, every: int, out: Path) -> Any:
         step = trainer.step_count
         if step % every and step != trainer.config.steps:
             return
-        score = probe.retrieval(trainer.model)
-        history.append({"step": step, "retrieval_top1": score})
+        scores = probe.retrieval(trainer.model)
+        history.append({"step": step, **scores})
         atomic_write_text(out / "probe.json", json.dumps(history, indent=1))
         if writer is not None:
-            writer.add_scalar("valid/retrieval_top1", score, step)
+            for name, value in scores.items():
+                writer.add_scalar(f"valid_retrieval/{name}", value, step)
             if step == trainer.config.steps or step % (every * 4) == 0:
-                emb = probe.embeddings(trainer.model)
+                full = probe.probes["full"]
+                emb = full.embeddings(trainer.model)
                 meta = [
-                    [probe.stems[i], str(int(probe.style_ids[i])), str(int(probe.song_ids[i]))]
-                    for i in range(len(probe))
+                    [full.stems[i], str(int(full.style_ids[i])), str(int(full.song_ids[i]))]
+                    for i in range(len(full))
                 ]
                 writer.add_embedding(
                     emb, metadata=meta, metadata_header=["stem", "style", "song"],
