@@ -29,14 +29,21 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, TextIO
 
-from mixfx.commands import corpus, demo, fxnorm_stats, train_encoder, version
+from mixfx.commands import corpus, demo, eval_encoder, fxnorm_stats, train_encoder, version
 from mixfx.commands.common import PROG, CLIError
 
 __all__ = ["COMMANDS", "CLIError", "build_parser", "main"]
 
 #: The command modules, in the order ``mixfx --help`` lists them. Each has ``NAME``, ``HELP``,
 #: ``DESCRIPTION``, ``configure(parser)`` and ``run(args) -> exit code``.
-COMMANDS: tuple[ModuleType, ...] = (demo, fxnorm_stats, corpus, train_encoder, version)
+COMMANDS: tuple[ModuleType, ...] = (
+    demo,
+    fxnorm_stats,
+    corpus,
+    train_encoder,
+    eval_encoder,
+    version,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
