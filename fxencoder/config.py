@@ -49,6 +49,11 @@ class FXEncoderConfig(ConfigBase):
         f_max: spectral: highest band edge in Hz (at most the Nyquist frequency).
         hidden: spectral: channels of the conv stack.
         dilations: spectral: one residual conv block (kernel 3) per entry, with that dilation.
+        input_stats: spectral: also pool the input band levels themselves (their mean and
+            standard deviation over time, and the mean absolute frame-to-frame change) straight
+            into the embedding layer, beside the conv stack's pooled features: the level,
+            spectrum, stereo and dynamics statistics effects change most are available from the
+            first step, and the conv stack learns what they miss.
         projection_dim: size of the projection head's output used by the contrastive loss
             (0: the loss uses the embedding itself, as the reference does).
         aux_params: size of the auxiliary head that regresses the drawn chain's normalized
@@ -69,6 +74,7 @@ class FXEncoderConfig(ConfigBase):
     f_max: float = 16000.0
     hidden: int = 256
     dilations: tuple[int, ...] = (1, 2, 4, 8)
+    input_stats: bool = False
     projection_dim: int = 128
     aux_params: int = 0
 
@@ -79,6 +85,8 @@ class FXEncoderConfig(ConfigBase):
         check_number("segment_seconds", self.segment_seconds, low=0.0, low_open=True, high=60.0)
         for name in ("embed_dim", "n_fft", "hop", "n_bands", "hidden"):
             check_number(name, getattr(self, name), low=1, integer=True)
+        if not isinstance(self.input_stats, bool):
+            raise ValueError(f"input_stats must be true or false, got {self.input_stats!r}")
         for name in ("projection_dim", "aux_params"):
             check_number(name, getattr(self, name), low=0, integer=True)
         for name in ("channels", "kernels", "strides", "dilations"):

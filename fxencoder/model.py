@@ -110,7 +110,8 @@ class FXEncoder(nn.Module):
             self.input_norm = nn.BatchNorm1d(4 * cfg.n_bands)
             self.stem = nn.Conv1d(4 * cfg.n_bands, cfg.hidden, 1)
             self.blocks = nn.Sequential(*(_SpectralBlock(cfg.hidden, d) for d in cfg.dilations))
-            self.pool_proj = nn.Linear(2 * cfg.hidden, cfg.embed_dim)
+            pooled = 2 * cfg.hidden + (3 * 4 * cfg.n_bands if cfg.input_stats else 0)
+            self.pool_proj = nn.Linear(pooled, cfg.embed_dim)
             body_out = cfg.embed_dim
         self.head = (
             nn.Sequential(
@@ -159,10 +160,15 @@ class FXEncoder(nn.Module):
         x = self._check(x)
         if self.config.arch == "waveform":
             return self.blocks(x).mean(dim=-1)
-        h = self.stem(self.input_norm(self.features(x)))
-        h = self.blocks(h)
-        pooled = torch.cat([h.mean(dim=-1), h.std(dim=-1, unbiased=False)], dim=1)
-        return self.pool_proj(pooled)
+        f = self.input_norm(self.features(x))
+        h = self.blocks(self.stem(f))
+        parts = [h.mean(dim=-1), h.std(dim=-1, unbiased=False)]
+        if self.config.input_stats:
+            change = (
+                (f[..., 1:] - f[..., :-1]).abs().mean(dim=-1) if f.shape[-1] > 1 else f[..., 0] * 0
+            )
+            parts += [f.mean(dim=-1), f.std(dim=-1, unbiased=False), change]
+        return self.pool_proj(torch.cat(parts, dim=1))
 
     def project(self, embedding: Tensor) -> Tensor:
         """The vectors the contrastive loss compares: the projection head's output (or the

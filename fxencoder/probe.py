@@ -38,6 +38,8 @@ class StyleProbe:
         device: where the audio is rendered and kept.
         effect: only this effect is on in every chain (None: the config's probabilities).
         seconds: crop the segments to this length (None: whole segments).
+        level: bring each segment to its stem's average loudness first
+            (:func:`fxencoder.training.level_contents`, as training does).
 
     Attributes:
         audio: ``(N, 2, L)`` float16 (halves the memory; embedded in float32);
@@ -54,7 +56,10 @@ class StyleProbe:
         device: str | torch.device = "cpu",
         effect: str | None = None,
         seconds: float | None = None,
+        level: bool = True,
     ) -> None:
+        from fxencoder.training import level_contents
+
         gen = torch.Generator().manual_seed(seed)
         probabilities = None
         if effect is not None:
@@ -78,6 +83,8 @@ class StyleProbe:
             if seconds is not None:
                 contents = contents[..., : max(2, round(seconds * dataset.sample_rate))]
             name = str(dataset.stems[int(s)])
+            if level:
+                contents = level_contents(contents, name, dataset.sample_rate)
             params = fxdsp.sample_params(
                 styles, stems=name if name in STEMS else None, generator=gen, config=config,
                 probabilities=probabilities,

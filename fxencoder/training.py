@@ -76,7 +76,8 @@ class TrainConfig(ConfigBase):
         aux_weight: weight of the auxiliary parameter loss (needs ``aux_params`` in the model;
             set automatically when > 0).
         crop_min: shortest view as a fraction of the segment.
-        fxnorm: FX-normalize the contents (Φnorm); False is the paper's Φ∅.
+        fxnorm: FX-normalize the contents (Φnorm: whole tracks when cached, then every content
+            segment to its stem's average loudness, :func:`level_contents`); False is Φ∅.
         prob_schedule: schedule the effect probabilities (Φp.s.).
         probe_every: steps between per-effect scores (the scheduler's input; also logged).
         chain: a :class:`fxdsp.ChainConfig` as a dict (default: the reference chain).
@@ -164,6 +165,25 @@ def open_training_data(
             options["normalizer"] = lambda audio, stems: _normalize_numpy(normalizer, audio, stems)
             options["normalizer_id"] = "fxdsp.FxNormalizer/corpus_default/1"
     return fxdata.open_dataset(path, split, segment_seconds=model.segment_seconds, **options)
+
+
+def level_contents(contents: Tensor, stem: str, sample_rate: float) -> Tensor:
+    """Each content segment at its stem's average loudness (the shipped FX-normalization
+    statistics; stems outside ``STEMS`` use "other"'s). Track-level FX normalization leaves
+    segments of one track several LU apart; levelled segments make the chain's gain the only
+    level change, so it can be learned. Silent segments stay silent."""
+    stats = _stem_stats()
+    target = stats.stems[stem if stem in stats.stems else "other"].loudness_lufs
+    return fxdsp.functional.normalize_loudness(contents, sample_rate, target)
+
+
+_STATS: list[Any] = []
+
+
+def _stem_stats() -> Any:
+    if not _STATS:
+        _STATS.append(fxdsp.FxNormStats.corpus_default())
+    return _STATS[0]
 
 
 def _normalize_numpy(normalizer: fxdsp.FxNormalizer, audio: np.ndarray, stems: Any) -> np.ndarray:
@@ -355,7 +375,10 @@ class EncoderTrainer:
             c.draws, stems=stem_name, probabilities=self.probabilities(), generator=self.gen,
             config=self.chain,
         )  # fmt: skip
-        x = contents.to(self.device).repeat_interleave(c.draws, dim=0)  # item k: content k // D
+        contents = contents.to(self.device)
+        if c.fxnorm:
+            contents = level_contents(contents, stem, self.dataset.sample_rate)
+        x = contents.repeat_interleave(c.draws, dim=0)  # item k: content k // D
         p = fxdsp.FxParams.cat([params] * c.contents).to(self.device)
         labels = torch.arange(c.draws).repeat(c.contents).to(self.device)
         content_ids = torch.arange(c.contents).repeat_interleave(c.draws).to(self.device)

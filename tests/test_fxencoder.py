@@ -332,3 +332,21 @@ def test_torchrun_two_processes_on_cpu(tmp_path: Path) -> None:
     obj = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert obj["step"] == 2 and len(obj["rng_ranks"]) == 2
     assert not torch.equal(obj["rng_ranks"][0], obj["rng_ranks"][1])  # each rank its own draws
+
+
+def test_levelled_contents_sit_at_the_stems_average_loudness() -> None:
+    """Every content segment is brought to its stem's loudness target (BS.1770, pyloudnorm)."""
+    pyln = pytest.importorskip("pyloudnorm")
+    import fxdsp
+    from fxencoder.training import level_contents
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 2, 2 * SR, generator=gen, dtype=torch.float64) * torch.tensor(
+        [0.01, 0.1, 0.5], dtype=torch.float64
+    )[:, None, None]
+    y = level_contents(x, "bass", SR)
+    target = fxdsp.FxNormStats.corpus_default().stems["bass"].loudness_lufs
+    meter = pyln.Meter(SR, filter_class="DeMan")
+    for item in y.numpy():
+        assert meter.integrated_loudness(item.T) == pytest.approx(target, abs=0.01)
+    assert torch.equal(level_contents(torch.zeros(1, 2, SR), "drums", SR), torch.zeros(1, 2, SR))
