@@ -341,9 +341,10 @@ def test_levelled_contents_sit_at_the_stems_average_loudness() -> None:
     from fxencoder.training import level_contents
 
     gen = torch.Generator().manual_seed(3)
-    x = torch.randn(3, 2, 2 * SR, generator=gen, dtype=torch.float64) * torch.tensor(
-        [0.01, 0.1, 0.5], dtype=torch.float64
-    )[:, None, None]
+    x = (
+        torch.randn(3, 2, 2 * SR, generator=gen, dtype=torch.float64)
+        * torch.tensor([0.01, 0.1, 0.5], dtype=torch.float64)[:, None, None]
+    )
     y = level_contents(x, "bass", SR)
     target = fxdsp.FxNormStats.corpus_default().stems["bass"].loudness_lufs
     meter = pyln.Meter(SR, filter_class="DeMan")
