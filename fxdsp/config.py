@@ -32,27 +32,30 @@ __all__ = ["ConfigBase", "check_number", "parse_json", "parse_yaml", "read_sourc
 T = TypeVar("T", bound="ConfigBase")
 
 
-def read_source(source: str | Path, looks_like_text: bool) -> tuple[str, str]:
+def read_source(source: str | Path, looks_like_text: bool, what: str = "config") -> tuple[str, str]:
     """``(text, origin)`` of a file path, or of the text itself when ``looks_like_text``."""
     if isinstance(source, str) and looks_like_text:
         return source, "text"
     path = Path(source)
     try:
-        return path.read_text(), str(path)
+        return path.read_text(encoding="utf-8"), str(path)
     except FileNotFoundError:
-        raise ValueError(f"no such config file: {path}") from None
+        raise ValueError(f"no such {what} file: {path}") from None
     except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read config file {path}: {err}") from None
+        raise ValueError(f"cannot read {what} file {path}: {err}") from None
 
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"non-finite number {name} (JSON has no NaN or Infinity)")
 
 
-def parse_json(source: str | Path) -> Any:
-    """Parse JSON from a path or from text starting with ``{`` or ``[``; clear errors."""
+def parse_json(source: str | Path, what: str = "config") -> Any:
+    """Parse JSON from a path or from text starting with ``{`` or ``[``; clear errors.
+
+    ``what`` names the kind of file in the messages (``"no such stats file: ..."``).
+    """
     looks = isinstance(source, str) and source.lstrip()[:1] in ("{", "[")
-    text, origin = read_source(source, looks)
+    text, origin = read_source(source, looks, what)
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as err:

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from fxdsp._checks import as_number, check_sample_rate
+from fxdsp.config import parse_json
 from fxdsp.functional.loudness import loudness
 from fxdsp.fxnorm_measures import (
     N_FFT,
@@ -260,21 +261,12 @@ class FxNormStats:
             ValueError: no such file, unreadable, not JSON, or not valid statistics; the message
                 starts with the file (or ``stats JSON text``) and names the problem.
         """
-        if isinstance(source, str) and source.lstrip().startswith("{"):
-            where, text = "stats JSON text", source
-        else:
-            path = Path(source)
-            where = str(path)
-            if not path.is_file():
-                raise ValueError(f"{where}: no such stats file")
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as err:
-                raise ValueError(f"{where}: cannot read the stats file: {err}") from None
+        text_given = isinstance(source, str) and source.lstrip().startswith("{")
+        where = "stats JSON text" if text_given else str(source)
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON: {err}") from None
+            data = parse_json(source, what="stats")
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
         try:
             return cls.from_dict(data)
         except ValueError as err:

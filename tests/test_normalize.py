@@ -580,7 +580,7 @@ def test_malformed_stats_json_names_the_file_and_the_problem(
 def test_unparsable_stats_file_names_the_file(tmp_path: Path, text: str) -> None:
     path = tmp_path / "broken.json"
     path.write_bytes(text.encode("latin-1"))
-    problems = "(not valid JSON|expected a JSON object|cannot read)"
+    problems = "(malformed JSON|expected a JSON object|cannot read)"
     with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: {problems}"):
         FxNormStats.from_json(path)
     absent = tmp_path / "absent.json"
