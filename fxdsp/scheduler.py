@@ -38,11 +38,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from fxdsp._checks import as_number
+from fxdsp.registry import EFFECTS
 
 __all__ = ["DEFAULT_EFFECTS", "DEFAULT_INITIAL", "ProbabilityScheduler", "ScalarWriter"]
 
 #: The effects of :mod:`fxdsp.manipulator` (the keys of ``sample_params(probabilities=...)``).
-DEFAULT_EFFECTS: tuple[str, ...] = ("eq", "compressor", "pan", "imager", "reverb", "gain")
+DEFAULT_EFFECTS: tuple[str, ...] = EFFECTS
 #: The reference application probabilities; the reverb's (per stem in the reference: drums
 #: 0.5, bass 0.01, other 0.7, vocals 0.9) is one float here, 0.5.
 DEFAULT_INITIAL: dict[str, float] = {
