@@ -74,8 +74,8 @@ DISCRETE: dict[str, torch.dtype] = {
 _RMS_EPS = 1e-8
 
 
-def _keys() -> tuple[str, ...]:
-    return (*qualified_names(), *DISCRETE)
+#: Every key of ``FxParams.values``: the continuous parameters, then the discrete ones.
+VALUE_KEYS: tuple[str, ...] = (*qualified_names(), *DISCRETE)
 
 
 @dataclass
@@ -116,12 +116,12 @@ class FxParams:
         if not isinstance(self.values, Mapping):
             raise ValueError(f"FxParams.values must be a mapping, got {type(self.values).__name__}")
         self.values = dict(self.values)
-        keys = set(_keys())
+        keys = set(VALUE_KEYS)
         unknown, missing = set(self.values) - keys, keys - set(self.values)
         if unknown or missing:
             raise ValueError(
                 f"FxParams.values: unknown {sorted(unknown)}, missing {sorted(missing)}; "
-                f"expected {list(_keys())}"
+                f"expected {list(VALUE_KEYS)}"
             )
         batch = None
         for name, value in self._tensor_items():
@@ -177,7 +177,7 @@ class FxParams:
     @classmethod
     def tensor_fields(cls) -> tuple[str, ...]:
         """Names of the batched entries: the structure fields, then every value key."""
-        return ("stem", "active", "order1", "order2", *_keys())
+        return ("stem", "active", "order1", "order2", *VALUE_KEYS)
 
     @classmethod
     def continuous_fields(cls) -> tuple[str, ...]:

@@ -144,9 +144,7 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None) -> 
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path} is not an encoder checkpoint (a {type(obj).__name__})")
     if obj.get("format") in (FORMAT, TRAIN_FORMAT):
-        config = FXEncoderConfig.from_dict(
-            {k: tuple(v) if isinstance(v, list) else v for k, v in obj["config"].items()}
-        )
+        config = FXEncoderConfig.from_dict(obj["config"])  # lists become tuples there
         state = obj["state_dict"]
     elif "model" in obj and isinstance(obj["model"], Mapping):
         config = FXEncoderConfig.preset("paper")

@@ -25,6 +25,7 @@ DistributedDataParallel (gloo on CPU, nccl on GPU), each drawing its own batch.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -172,18 +173,14 @@ def level_contents(contents: Tensor, stem: str, sample_rate: float) -> Tensor:
     statistics; stems outside ``STEMS`` use "other"'s). Track-level FX normalization leaves
     segments of one track several LU apart; levelled segments make the chain's gain the only
     level change, so it can be learned. Silent segments stay silent."""
-    stats = _stem_stats()
+    stats = _corpus_stats()
     target = stats.stems[stem if stem in stats.stems else "other"].loudness_lufs
     return fxdsp.functional.normalize_loudness(contents, sample_rate, target)
 
 
-_STATS: list[Any] = []
-
-
-def _stem_stats() -> Any:
-    if not _STATS:
-        _STATS.append(fxdsp.FxNormStats.corpus_default())
-    return _STATS[0]
+@functools.cache
+def _corpus_stats() -> fxdsp.FxNormStats:
+    return fxdsp.FxNormStats.corpus_default()
 
 
 def _normalize_numpy(normalizer: fxdsp.FxNormalizer, audio: np.ndarray, stems: Any) -> np.ndarray:
@@ -349,7 +346,6 @@ class EncoderTrainer:
         self.dataset = dataset
         self.step_count = 0
         self.scheduler = fxdsp.ProbabilityScheduler() if config.prob_schedule else None
-        self.last_scores: dict[str, float] = {}
 
     # -- schedule -------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -426,17 +422,14 @@ class EncoderTrainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.step_count += 1
-        if self.scheduler is not None or self.step_count % self.config.probe_every == 0:
-            if self.step_count % self.config.probe_every == 0:
-                scores = effect_scores(
-                    self.model, batch["contents"][:2], batch["stem"]
-                    if batch["stem"] in STEMS else "other", self.chain, self.gen,
-                    self.probabilities(),
-                )  # fmt: skip
-                self.last_scores = scores
-                if self.scheduler is not None:
-                    self.scheduler.update(scores)
-                logs.update({f"effect_score/{k}": v for k, v in scores.items()})
+        if self.step_count % self.config.probe_every == 0:
+            stem = batch["stem"] if batch["stem"] in STEMS else "other"
+            scores = effect_scores(
+                self.model, batch["contents"][:2], stem, self.chain, self.gen, self.probabilities()
+            )
+            if self.scheduler is not None:
+                self.scheduler.update(scores)
+            logs.update({f"effect_score/{k}": v for k, v in scores.items()})
         done = time.perf_counter()
         n = batch["views"].shape[0]
         logs.update({
@@ -463,7 +456,7 @@ class EncoderTrainer:
         """Restore :meth:`state_dict` output (the model config must match)."""
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"not an encoder training checkpoint (format {state.get('format')!r})")
-        if FXEncoderConfig.from_dict(_tuples(state["config"])) != self.model_config:
+        if FXEncoderConfig.from_dict(state["config"]) != self.model_config:
             raise ValueError("the checkpoint's model config differs from this run's")
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -498,10 +491,6 @@ class EncoderTrainer:
                 )
             state = {**state, "rng": ranks[self.rank]}
         self.load_state_dict(state)
-
-
-def _tuples(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
 
 
 def train(
