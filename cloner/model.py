@@ -1,0 +1,128 @@
+"""The style-transfer network Ψ: a non-causal TCN with FiLM conditioning.
+
+``MixFXCloner(config)(audio, cond)`` maps stereo audio ``(batch, 2, samples)`` at
+``config.sample_rate`` and a conditioning vector ``(batch, cond_dim)`` (the encoder's embedding
+of the reference, or any blend of embeddings) to stereo audio of the same shape.
+
+Each block (the reference's): ``h + W₁ₓ₁ · FiLM(LeakyReLU(BN(conv_d(h))), cond)``, with
+``FiLM(u, c) = γ(c) ⊙ u + β(c)`` from a linear map of the condition, and the convolution centred
+(non-causal, zero "same" padding). See :mod:`cloner.config` for the two time resolutions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from cloner.config import ClonerConfig
+
+__all__ = ["MixFXCloner", "soft_limit"]
+
+
+def soft_limit(x: Tensor, limit: float) -> Tensor:
+    """Identity for ``|x| ≤ limit / 2``, then a tanh knee that never exceeds ``±limit``.
+
+    ``y = sign(x) · (k + k · tanh((|x| − k) / k))`` above the knee ``k = limit / 2``: continuous
+    with slope 1 at the knee, bounded by ``limit``, finite for any finite input.
+    """
+    knee = 0.5 * limit
+    mag = x.abs()
+    over = knee + knee * torch.tanh((mag - knee).clamp(min=0.0) / knee)
+    return torch.where(mag <= knee, x, torch.sign(x) * over)
+
+
+class _FiLMBlock(nn.Module):
+    """``h + res(FiLM(LeakyReLU(BN(conv(h))), cond))`` with a dilated, centred conv."""
+
+    def __init__(self, cfg: ClonerConfig, dilation: int) -> None:
+        super().__init__()
+        c = cfg.channels
+        self.conv = nn.Conv1d(
+            c, c, cfg.kernel, dilation=dilation, padding=dilation * (cfg.kernel - 1) // 2
+        )
+        self.bn = nn.BatchNorm1d(c)
+        self.act = nn.LeakyReLU(cfg.leaky_slope)
+        self.film = nn.Linear(cfg.cond_dim, 2 * c)
+        self.res = nn.Conv1d(c, c, 1)
+        # FiLM starts as the identity (γ = 1, β = 0) whatever the condition's scale.
+        nn.init.zeros_(self.film.weight)
+        with torch.no_grad():
+            self.film.bias.copy_(torch.cat([torch.ones(c), torch.zeros(c)]))
+
+    def forward(self, h: Tensor, cond: Tensor) -> Tensor:
+        gamma, beta = self.film(cond).unsqueeze(-1).chunk(2, dim=1)
+        u = self.act(self.bn(self.conv(h)))
+        return h + self.res(gamma * u + beta)
+
+
+class MixFXCloner(nn.Module):
+    """Converts stereo audio to the mixing style that a conditioning vector describes.
+
+    Args:
+        config: the architecture (:class:`ClonerConfig`; default the ``"small"`` preset).
+
+    Shape:
+        ``forward(audio, cond)``: audio ``(batch, 2, samples)`` (mono ``(batch, 1, …)`` is
+        duplicated), cond ``(batch, cond_dim)`` → ``(batch, 2, samples)``, bounded by
+        ``±config.output_limit``.
+    """
+
+    def __init__(self, config: ClonerConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config if config is not None else ClonerConfig()
+        s = cfg.stride
+        if s == 1:
+            self.analysis = None
+            self.inp = nn.Conv1d(2, cfg.channels, 1)
+            self.out = nn.Conv1d(cfg.channels, 2, 1)
+            self.synthesis = None
+        else:
+            # Kernel of two strides (50 % overlap); the input is padded by one stride on each
+            # side so that every sample is covered by two frames.
+            self.analysis = nn.Conv1d(2, cfg.filters, 2 * s, stride=s, bias=False)
+            self.inp = nn.Conv1d(cfg.filters, cfg.channels, 1)
+            self.out = nn.Conv1d(cfg.channels, cfg.filters, 1)
+            self.synthesis = nn.ConvTranspose1d(cfg.filters, 2, 2 * s, stride=s, bias=False)
+            nn.init.zeros_(self.synthesis.weight)
+        self.blocks = nn.ModuleList(_FiLMBlock(cfg, d) for d in cfg.dilations)
+
+    def num_parameters(self) -> int:
+        """Trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def _check(self, x: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
+        if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[1] not in (1, 2):
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"audio must be (batch, 1 or 2, samples), got {shape}")
+        if not x.is_floating_point():
+            raise ValueError(f"audio must be floating point, got {x.dtype}")
+        if not isinstance(cond, Tensor) or cond.ndim != 2 or cond.shape[1] != self.config.cond_dim:
+            shape = tuple(cond.shape) if isinstance(cond, Tensor) else type(cond).__name__
+            raise ValueError(
+                f"cond must be (batch, {self.config.cond_dim}) (the encoder's embedding size), "
+                f"got {shape}"
+            )
+        if cond.shape[0] != x.shape[0]:
+            raise ValueError(f"audio has {x.shape[0]} items but cond has {cond.shape[0]}")
+        if x.shape[-1] == 0:
+            raise ValueError("audio has no samples")
+        return (x.expand(-1, 2, -1) if x.shape[1] == 1 else x), cond.to(x.dtype)
+
+    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+        x, cond = self._check(x, cond)
+        s = self.config.stride
+        if self.analysis is None:
+            h = self.inp(x)
+            for block in self.blocks:
+                h = block(h, cond)
+            y = self.out(h)
+        else:
+            n = x.shape[-1]
+            frames = -(-n // s) + 1  # cover [−s, n + s) with hops of s
+            padded = torch.nn.functional.pad(x, (s, frames * s - n))
+            h = self.inp(self.analysis(padded))
+            for block in self.blocks:
+                h = block(h, cond)
+            correction = self.synthesis(self.out(h))  # (batch, 2, (frames + 1) · s)
+            y = x + correction[..., s : s + n]
+        return soft_limit(y, self.config.output_limit)
