@@ -2,9 +2,23 @@
 
 ``MixFXCloner(ClonerConfig.preset("small"))(audio, cond)`` converts stereo audio to the mixing
 style that ``cond`` (an :class:`fxencoder.FXEncoder` embedding of a reference) describes.
+``cloner.load(name_or_path)`` / ``cloner.save(model, path, encoder=...)`` read and write
+checkpoints; ``cloner.transfer`` and ``cloner.transfer_stems`` convert whole songs
+(:mod:`cloner.inference`); :mod:`cloner.separation` splits a mix with Demucs (``separate`` extra).
 """
 
+from cloner.api import load, save
 from cloner.config import PRESETS, ClonerConfig
+from cloner.inference import transfer, transfer_stems
 from cloner.model import MixFXCloner, soft_limit
 
-__all__ = ["PRESETS", "ClonerConfig", "MixFXCloner", "soft_limit"]
+__all__ = [
+    "PRESETS",
+    "ClonerConfig",
+    "MixFXCloner",
+    "load",
+    "save",
+    "soft_limit",
+    "transfer",
+    "transfer_stems",
+]

@@ -1,0 +1,267 @@
+"""Loading and saving style-transfer networks: ``cloner.load(name_or_path)``, checkpoints.
+
+A checkpoint is a plain dict ``{"format": "mixfx.cloner/1", "config": {...}, "state_dict":
+{...}, "encoder": {...}, ...}`` that loads with ``torch.load(..., weights_only=True)``.
+Training checkpoints (``format`` ``"mixfx.cloner.train/1"``, with ``"config"`` and
+``"state_dict"`` at the top level like :mod:`fxencoder.training`'s) load too: their model part
+is used. Named models ship inside the package (``cloner/weights/<name>.pt``) with their SHA-256
+in ``cloner/weights/manifest.json``, checked on every load: a corrupt or truncated file gives a
+clear error, never a half-loaded model. No model is shipped yet: ``"default"`` says so and how to
+train one.
+
+A cloner is trained on one encoder's embeddings and is meaningless with another's. The checkpoint
+records which (``"encoder": {"source": name or path, "sha256": file digest, "embed_dim": size}``,
+from :func:`encoder_record`); :func:`load_encoder_for` loads that encoder back (or checks one
+given instead).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cloner.config import ClonerConfig
+from cloner.model import MixFXCloner
+from fxdsp.io import atomic_write
+from fxencoder.api import sha256_of
+
+__all__ = [
+    "FORMAT",
+    "TRAIN_FORMAT",
+    "WEIGHTS_DIR",
+    "encoder_record",
+    "load",
+    "load_encoder_for",
+    "read_info",
+    "save",
+]
+
+FORMAT = "mixfx.cloner/1"
+TRAIN_FORMAT = "mixfx.cloner.train/1"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+_TRAIN_HINT = (
+    "train one with `mixfx train-cloner --data DIR --out RUN` and pass its checkpoint "
+    "(--cloner RUN/last.pt)"
+)
+
+
+def encoder_record(name_or_path: str | Path, embed_dim: int | None = None) -> dict[str, Any]:
+    """What a cloner checkpoint records of the encoder it was trained with.
+
+    Args:
+        name_or_path: the encoder as given to :func:`fxencoder.load` (a shipped name or a file).
+        embed_dim: its embedding size (checked against the cloner's ``cond_dim`` on load).
+
+    Returns:
+        ``{"source": str, "sha256": hex digest of the file or None, "embed_dim": int or None}``
+        (JSON-able). A shipped name's digest is the manifest's.
+    """
+    import fxencoder.api as fxapi
+
+    text = str(name_or_path)
+    manifest = _read_manifest(fxapi.WEIGHTS_DIR / "manifest.json")
+    path = Path(text)
+    if path.is_file():
+        digest: str | None = sha256_of(path)
+        text = str(path.resolve())
+    elif text in manifest:
+        digest = manifest[text]["sha256"]
+    else:
+        digest = None
+    return {"source": text, "sha256": digest, "embed_dim": embed_dim}
+
+
+def save(model: MixFXCloner, path: str | Path, *, half: bool = False, **extra: Any) -> str:
+    """Write an inference checkpoint atomically; returns its SHA-256.
+
+    Args:
+        model: the network.
+        path: the file.
+        half: store floating tensors as float16 (loaded back as float32).
+        **extra: more JSON-able entries; ``encoder=encoder_record(...)`` names the encoder the
+            network was trained with (``mixfx transfer`` loads it by default).
+    """
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+        for k, v in model.state_dict().items()
+    }
+    obj = {"format": FORMAT, "config": asdict(model.config), "state_dict": state, **extra}
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    return sha256_of(path)
+
+
+def _read_manifest(path: Path) -> dict[str, dict[str, str]]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read the weights manifest {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"the weights manifest {path} is not a JSON object")
+    return data
+
+
+def _manifest() -> dict[str, dict[str, str]]:
+    return _read_manifest(WEIGHTS_DIR / "manifest.json")
+
+
+def _resolve(name_or_path: str | Path) -> tuple[Path, str | None]:
+    text = str(name_or_path)
+    manifest = _manifest()
+    path = Path(text)
+    if text in manifest and not path.exists():
+        entry = manifest[text]
+        return WEIGHTS_DIR / entry["file"], entry["sha256"]
+    if path.exists():
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder, not a cloner checkpoint file")
+        return path, None
+    names = ", ".join(sorted(manifest)) or "none shipped yet"
+    if text == "default" or (not path.suffix and "/" not in text):
+        raise ValueError(f"no cloner model named {text!r} (shipped models: {names}); {_TRAIN_HINT}")
+    raise ValueError(f"no cloner file {path} (shipped models: {names})")
+
+
+def _read(name_or_path: str | Path) -> tuple[Path, Mapping[str, Any]]:
+    path, expected = _resolve(name_or_path)
+    if expected is not None:
+        actual = sha256_of(path)
+        if actual != expected:
+            raise ValueError(
+                f"{path} is corrupt or truncated: SHA-256 {actual[:16]}… != expected "
+                f"{expected[:16]}… (restore the file from the repository)"
+            )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"cannot read cloner checkpoint {path}: {err}") from None
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path} is not a cloner checkpoint (a {type(obj).__name__})")
+    if obj.get("format") not in (FORMAT, TRAIN_FORMAT):
+        raise ValueError(
+            f"{path} is not a cloner checkpoint (format {obj.get('format')!r}; expected "
+            f"{FORMAT!r} or {TRAIN_FORMAT!r})"
+        )
+    if not isinstance(obj.get("config"), Mapping) or not isinstance(obj.get("state_dict"), Mapping):
+        raise ValueError(f"{path}: the checkpoint has no 'config' and 'state_dict'")
+    return path, obj
+
+
+def read_info(name_or_path: str | Path) -> dict[str, Any]:
+    """A checkpoint's entries other than the weights (format, config, encoder, extras).
+
+    Training checkpoints' optimizer and random states are left out too.
+
+    Raises:
+        ValueError: as :func:`load`.
+    """
+    _, obj = _read(name_or_path)
+    skip = {"state_dict", "optimizer", "rng", "rng_ranks", "scheduler"}
+    return {k: v for k, v in obj.items() if k not in skip}
+
+
+def load(name_or_path: str | Path, device: str | torch.device | None = None) -> MixFXCloner:
+    """A cloner in eval mode from a shipped name (``"default"``) or a checkpoint file.
+
+    Accepts this package's inference (``mixfx.cloner/1``) and training
+    (``mixfx.cloner.train/1``) checkpoints.
+
+    Args:
+        name_or_path: a name of ``cloner/weights/manifest.json`` or a file path.
+        device: where the model goes (default CPU).
+
+    Raises:
+        ValueError: an unknown name or missing file (``"default"``: no model is shipped yet,
+            with how to train one), a SHA-256 mismatch (corrupt or truncated file), a file that
+            is not a cloner checkpoint, or weights that do not fit its config.
+    """
+    path, obj = _read(name_or_path)
+    try:
+        config = ClonerConfig.from_dict(dict(obj["config"]))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: bad cloner config: {err}") from None
+    model = MixFXCloner(config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: the weights do not fit the config: {err}") from None
+    return model.to(device or "cpu").eval()
+
+
+def load_encoder_for(
+    cloner_info: Mapping[str, Any],
+    encoder: str | Path | None = None,
+    device: str | torch.device | None = None,
+) -> Any:
+    """The encoder a cloner was trained with, or ``encoder`` checked against it.
+
+    Args:
+        cloner_info: :func:`read_info` of the cloner's checkpoint.
+        encoder: an encoder name or file to use instead of the recorded one (``None``: the
+            recorded one). When the checkpoint records a SHA-256 and this file's differs, a
+            warning says so (the transfer will run, but the embeddings are not the ones the
+            cloner learned from).
+        device: where the encoder goes.
+
+    Returns:
+        An :class:`fxencoder.FXEncoder` in eval mode.
+
+    Raises:
+        ValueError: no encoder given and none recorded (or the recorded one is gone or
+            changed), or an encoder whose embedding size is not the cloner's ``cond_dim``.
+    """
+    import fxencoder
+
+    record = cloner_info.get("encoder")
+    if isinstance(record, str):
+        record = {"source": record, "sha256": None}
+    cond_dim = int(cloner_info["config"]["cond_dim"])
+    if encoder is None:
+        if not isinstance(record, Mapping) or not record.get("source"):
+            raise ValueError(
+                "the cloner checkpoint does not record its encoder; pass the one it was trained "
+                "with (--encoder PATH)"
+            )
+        source = str(record["source"])
+        try:
+            model = fxencoder.load(source, device=device)
+        except ValueError as err:
+            raise ValueError(
+                f"cannot load the encoder the cloner was trained with ({source}): {err}; pass "
+                "it with --encoder PATH"
+            ) from None
+        chosen = encoder_record(source)
+        if record.get("sha256") and chosen["sha256"] and chosen["sha256"] != record["sha256"]:
+            raise ValueError(
+                f"the encoder file {source} has changed since the cloner was trained with it "
+                f"(SHA-256 {chosen['sha256'][:16]}… != recorded {record['sha256'][:16]}…); "
+                "pass the right one with --encoder PATH"
+            )
+    else:
+        model = fxencoder.load(encoder, device=device)
+        chosen = encoder_record(encoder)
+        if (
+            isinstance(record, Mapping)
+            and record.get("sha256")
+            and chosen["sha256"]
+            and chosen["sha256"] != record["sha256"]
+        ):
+            warnings.warn(
+                f"the encoder {encoder} is not the one the cloner was trained with "
+                f"({record.get('source')}, SHA-256 {str(record['sha256'])[:16]}…)",
+                stacklevel=2,
+            )
+    if model.config.embed_dim != cond_dim:
+        raise ValueError(
+            f"the encoder embeds in {model.config.embed_dim} dimensions but the cloner is "
+            f"conditioned on {cond_dim}: not the encoder it was trained with"
+        )
+    return model
