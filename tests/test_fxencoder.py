@@ -314,6 +314,9 @@ def test_command_line_train_and_resume(data, tmp_path: Path) -> None:
     proc = subprocess.run(more, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 3
+    # The resumed run extends the probe history instead of starting it again.
+    steps = [h["step"] for h in json.loads((tmp_path / "run" / "probe.json").read_text())]
+    assert steps == [2, 3]
 
 
 def test_torchrun_two_processes_on_cpu(tmp_path: Path) -> None:

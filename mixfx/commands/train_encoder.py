@@ -127,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
                 )  # fmt: skip
         callbacks = []
         if probe is not None:
-            callbacks.append(_probe_callback(probe, writer, args.eval_every, out))
+            callbacks.append(
+                _probe_callback(probe, writer, args.eval_every, out, trainer.step_count)
+            )
         if writer is not None and args.audio_every:
             callbacks.append(_audio_callback(writer, args.audio_every, config.model_config()))
         path = train(
@@ -144,10 +146,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _probe_callback(probe: Any, writer: Any, every: int, out: Path) -> Any:
+def _probe_callback(probe: Any, writer: Any, every: int, out: Path, start: int = 0) -> Any:
+    """Probe every ``every`` steps into ``out/probe.json``; a resumed run (``start`` > 0)
+    keeps the entries of the steps it already made (up to ``start``) and extends them."""
     from fxdsp.io import atomic_write_text
 
     history: list[dict[str, float]] = []
+    path = out / "probe.json"
+    if start and path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = []
+        if isinstance(old, list):
+            history = [h for h in old if isinstance(h, dict) and h.get("step", start + 1) <= start]
 
     def callback(trainer: Any, logs: dict[str, float]) -> None:
         step = trainer.step_count
@@ -155,7 +167,7 @@ def _probe_callback(probe: Any, writer: Any, every: int, out: Path) -> Any:
             return
         scores = probe.retrieval(trainer.model)
         history.append({"step": step, **scores})
-        atomic_write_text(out / "probe.json", json.dumps(history, indent=1))
+        atomic_write_text(path, json.dumps(history, indent=1))
         if writer is not None:
             for name, value in scores.items():
                 writer.add_scalar(f"valid_retrieval/{name}", value, step)
