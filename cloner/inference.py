@@ -275,6 +275,8 @@ def iter_convert(
             piece = x[..., w.in_start : w.in_end].to(device=device, dtype=torch.float32)
             y = cloner(piece, conds[:, w.segment])
             y = y[..., w.out_start - w.in_start : w.out_end - w.in_start].float().cpu()
+            if y.shape[-1] != w.out_end - w.out_start:  # a plan that does not cover its output
+                raise RuntimeError(f"window {w} returned {y.shape[-1]} samples")
             if pending is not None and w.fade_in:
                 y[..., : w.fade_in] = torch.lerp(pending, y[..., : w.fade_in], fade)
             keep = y.shape[-1] - w.fade_out
