@@ -224,6 +224,15 @@ def load_encoder_for(
     if isinstance(record, str):
         record = {"source": record, "sha256": None}
     cond_dim = int(cloner_info["config"]["cond_dim"])
+
+    def check_size(model: Any) -> Any:
+        if model.config.embed_dim != cond_dim:
+            raise ValueError(
+                f"the encoder embeds in {model.config.embed_dim} dimensions but the cloner is "
+                f"conditioned on {cond_dim}: not the encoder it was trained with"
+            )
+        return model
+
     if encoder is None:
         if not isinstance(record, Mapping) or not record.get("source"):
             raise ValueError(
@@ -238,30 +247,21 @@ def load_encoder_for(
                 f"cannot load the encoder the cloner was trained with ({source}): {err}; pass "
                 "it with --encoder PATH"
             ) from None
-        chosen = encoder_record(source)
-        if record.get("sha256") and chosen["sha256"] and chosen["sha256"] != record["sha256"]:
+        digest = encoder_record(source)["sha256"]
+        if record.get("sha256") and digest and digest != record["sha256"]:
             raise ValueError(
                 f"the encoder file {source} has changed since the cloner was trained with it "
-                f"(SHA-256 {chosen['sha256'][:16]}… != recorded {record['sha256'][:16]}…); "
-                "pass the right one with --encoder PATH"
+                f"(SHA-256 {digest[:16]}… != recorded {record['sha256'][:16]}…); pass the right "
+                "one with --encoder PATH"
             )
-    else:
-        model = fxencoder.load(encoder, device=device)
-        chosen = encoder_record(encoder)
-        if (
-            isinstance(record, Mapping)
-            and record.get("sha256")
-            and chosen["sha256"]
-            and chosen["sha256"] != record["sha256"]
-        ):
-            warnings.warn(
-                f"the encoder {encoder} is not the one the cloner was trained with "
-                f"({record.get('source')}, SHA-256 {str(record['sha256'])[:16]}…)",
-                stacklevel=2,
-            )
-    if model.config.embed_dim != cond_dim:
-        raise ValueError(
-            f"the encoder embeds in {model.config.embed_dim} dimensions but the cloner is "
-            f"conditioned on {cond_dim}: not the encoder it was trained with"
+        return check_size(model)
+    model = check_size(fxencoder.load(encoder, device=device))
+    digest = encoder_record(encoder)["sha256"]
+    recorded = record.get("sha256") if isinstance(record, Mapping) else None
+    if recorded and digest and digest != recorded:
+        warnings.warn(
+            f"the encoder {encoder} is not the one the cloner was trained with "
+            f"({record.get('source')}, SHA-256 {str(recorded)[:16]}…)",
+            stacklevel=2,
         )
     return model

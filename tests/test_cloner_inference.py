@@ -393,7 +393,7 @@ def test_the_checkpoint_names_its_encoder(tmp_path: Path) -> None:
         api.load_encoder_for(info)
     wide = tmp_path / "wide.pt"
     fxencoder.save(FXEncoder(FXEncoderConfig.preset("tiny", embed_dim=8)), wide)
-    with pytest.warns(UserWarning), pytest.raises(ValueError, match="embeds in 8 dimensions"):
+    with pytest.raises(ValueError, match="embeds in 8 dimensions"):
         api.load_encoder_for(info, wide)
     api.save(randomised(FRAME), tmp_path / "anon.pt")
     with pytest.raises(ValueError, match="does not record its encoder"):

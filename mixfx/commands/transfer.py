@@ -1,0 +1,331 @@
+"""``mixfx transfer INPUT REFERENCE -o OUT.wav``: convert a song to the mixing style of another.
+
+INPUT and REFERENCE are each a mix (an audio file) or a folder of stems (``drums``, ``bass``,
+``other``, ``vocals`` as ``.wav`` or ``.flac``). A mix is separated into the four stems with
+Demucs (:mod:`cloner.separation`, the ``separate`` extra, local weights: ``--separator-weights``
+or the Hugging Face / torch hub cache). Each input stem is converted by the style-transfer network
+(:func:`cloner.inference.transfer_stems`) with the reference's matching stem as its reference,
+and the converted stems are summed into ``OUT`` (stereo, at the input's rate and length:
+``.wav`` as 32-bit float, ``.flac`` as 24-bit PCM). ``--save-stems`` also writes the converted
+stems to the folder ``OUT_stems/`` (itself a stem folder for another transfer).
+
+``--interpolate REFERENCE_B --segments N`` moves the style from REFERENCE to REFERENCE_B over N
+equal segments of the input (the paper's interpolation); ``--interpolate REFERENCE_B --weight w``
+blends the two embeddings, ``w · Φ(A) + (1 − w) · Φ(B)``, over the whole input.
+
+The network is ``--cloner`` (a checkpoint, or a shipped name; ``default`` when one ships), and
+the encoder the one its checkpoint records, unless ``--encoder`` says otherwise. ``--method
+input`` copies the input stems unchanged (the "no processing" baseline, through the same
+separation and summing). Every output is complete or absent: all audio is computed before the
+first file is written, and each file is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+from mixfx.commands.common import CLIError, number_in_range, require
+
+__all__ = [
+    "DESCRIPTION",
+    "HELP",
+    "MIN_SECONDS",
+    "NAME",
+    "configure",
+    "read_audio",
+    "read_song",
+    "run",
+]
+
+NAME = "transfer"
+HELP = "convert a song (mix or stem folder) to the mixing style of a reference"
+DESCRIPTION = (
+    "Convert INPUT to the mixing style of REFERENCE with the style-transfer network. Each is a "
+    "mix (audio file; separated with Demucs) or a folder of stems drums/bass/other/vocals "
+    "(.wav or .flac). Writes the sum of the converted stems to -o OUT (stereo, at the input's "
+    "rate and length), and with --save-stems the stems to OUT_stems/."
+)
+#: Shortest usable audio, in seconds.
+MIN_SECONDS = 0.1
+_AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``transfer`` to ``parser``."""
+    p = parser
+    p.add_argument("input", metavar="INPUT", type=Path, help="mix file or folder of stems")
+    p.add_argument(
+        "reference", metavar="REFERENCE", type=Path, help="reference mix file or folder of stems"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        type=Path,
+        required=True,
+        help="output file (.wav: 32-bit float, .flac: 24-bit)",
+    )
+    p.add_argument(
+        "--save-stems",
+        action="store_true",
+        help="also write the converted stems to the folder OUT_stems/",
+    )
+    p.add_argument(
+        "--method",
+        choices=("cloner", "input"),
+        default="cloner",
+        help="cloner: the style-transfer network (default); input: stems unchanged",
+    )
+    p.add_argument(
+        "--cloner",
+        metavar="PATH|NAME",
+        default="default",
+        help="cloner checkpoint or shipped name (default: default)",
+    )
+    p.add_argument(
+        "--encoder",
+        metavar="PATH|NAME",
+        default=None,
+        help="encoder checkpoint or name (default: the one the cloner records)",
+    )
+    p.add_argument(
+        "--separator",
+        metavar="NAME",
+        default="htdemucs",
+        help="Demucs model that separates mixes (default: htdemucs)",
+    )
+    p.add_argument(
+        "--separator-weights",
+        metavar="PATH",
+        type=Path,
+        default=None,
+        help="local Demucs weights: .safetensors, .th, or a folder with NAME.yaml",
+    )
+    p.add_argument(
+        "--interpolate",
+        metavar="REFERENCE_B",
+        type=Path,
+        default=None,
+        help="a second reference: interpolate (--segments) or blend (--weight)",
+    )
+    p.add_argument(
+        "--segments",
+        type=number_in_range(int, 2, 10000, "segments"),
+        default=None,
+        help="interpolate from REFERENCE to REFERENCE_B over N segments",
+    )
+    p.add_argument(
+        "--weight",
+        type=number_in_range(float, 0.0, 1.0, "weight"),
+        default=None,
+        help="blend w * REFERENCE + (1 - w) * REFERENCE_B",
+    )
+    p.add_argument(
+        "--window",
+        type=number_in_range(float, 0.01, 3600.0, "window in seconds"),
+        default=None,
+        help="longest window of the network in seconds (default: auto)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+
+
+# -- reading --------------------------------------------------------------------------------------
+def read_audio(path: Path, what: str) -> tuple[Any, int]:
+    """An audio file as ``(float32 tensor (channels, samples), rate)``, checked.
+
+    Raises:
+        CLIError: unreadable or not audio, no samples, shorter than :data:`MIN_SECONDS`, more
+            than two channels, NaN or Inf samples.
+    """
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # libsndfile raises several types for corrupt files
+        raise CLIError(f"cannot read the {what} {path}: {err}") from None
+    if data.size == 0:
+        raise CLIError(f"the {what} {path} is empty (no samples)")
+    seconds = data.shape[0] / rate
+    if seconds < MIN_SECONDS:
+        raise CLIError(
+            f"the {what} {path} is too short ({seconds:.3f} s; at least {MIN_SECONDS:g} s)"
+        )
+    if data.shape[1] > 2:
+        raise CLIError(f"the {what} {path} has {data.shape[1]} channels (mono or stereo expected)")
+    if not np.isfinite(data).all():
+        raise CLIError(f"the {what} {path} contains NaN or Inf samples")
+    return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
+
+
+def read_song(path: Path, what: str) -> tuple[str, Any, int]:
+    """A mix file or a folder of stems: ``("mix", tensor, rate)`` or ``("stems", {name: tensor},
+    rate)``.
+
+    Raises:
+        CLIError: a missing path, a folder without all four stems (or with two files for one),
+            stems at different rates, a bad audio file (see :func:`read_audio`).
+    """
+    from cloner.separation import SOURCES
+
+    if not path.exists():
+        raise CLIError(f"the {what} {path} does not exist")
+    if not path.is_dir():
+        return "mix", *read_audio(path, what)
+    files: dict[str, list[Path]] = {name: [] for name in SOURCES}
+    for f in sorted(path.iterdir()):
+        if f.is_file() and f.suffix.lower() in _AUDIO_SUFFIXES and f.stem.lower() in files:
+            files[f.stem.lower()].append(f)
+    missing = [name for name, found in files.items() if not found]
+    if missing:
+        raise CLIError(
+            f"the {what} folder {path} has no stem(s) {', '.join(missing)} (expected "
+            f"{'/'.join(SOURCES)} as .wav or .flac)"
+        )
+    twice = [name for name, found in files.items() if len(found) > 1]
+    if twice:
+        raise CLIError(f"the {what} folder {path} has more than one file for {', '.join(twice)}")
+    stems, rates = {}, {}
+    for name, (f,) in files.items():
+        stems[name], rates[name] = read_audio(f, f"{what} stem")
+    if len(set(rates.values())) > 1:
+        listed = ", ".join(f"{k} {v} Hz" for k, v in rates.items())
+        raise CLIError(f"the {what} stems in {path} have different sample rates ({listed})")
+    return "stems", stems, next(iter(rates.values()))
+
+
+def _write(path: Path, audio: Any, rate: int) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from fxdsp.io import atomic_write
+
+    data = np.ascontiguousarray(audio.numpy().T)
+    if path.suffix.lower() == ".flac":
+        peak = float(np.abs(data).max(initial=0.0))
+        if peak > 1.0:
+            import warnings
+
+            warnings.warn(
+                f"{path}: peaks at {20 * math.log10(peak):+.1f} dBFS, clipped in 24-bit FLAC "
+                "(write .wav for 32-bit float)",
+                stacklevel=2,
+            )
+        data = np.clip(data, -1.0, 1.0)
+        fmt, subtype = "FLAC", "PCM_24"
+    else:
+        fmt, subtype = "WAV", "FLOAT"
+    atomic_write(path, lambda tmp: sf.write(tmp, data, rate, format=fmt, subtype=subtype))
+
+
+# -- running --------------------------------------------------------------------------------------
+def _check_args(args: argparse.Namespace) -> None:
+    if args.interpolate is None and (args.segments is not None or args.weight is not None):
+        raise CLIError(
+            "--segments and --weight need a second reference (--interpolate REFERENCE_B)"
+        )
+    if args.interpolate is not None and (args.segments is None) == (args.weight is None):
+        raise CLIError(
+            "--interpolate needs exactly one of --segments N (interpolation) or --weight w (blend)"
+        )
+    out: Path = args.output
+    if out.is_dir():
+        raise CLIError(f"the output {out} is a folder; give a file name (-o out.wav)")
+    if out.suffix.lower() not in _AUDIO_SUFFIXES:
+        raise CLIError(f"the output {out} must end in .wav or .flac")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert; returns the exit code."""
+    require("soundfile", "io", "mixfx transfer")
+    import torch
+
+    _check_args(args)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise CLIError(f"unknown device {args.device!r} (try cpu or cuda)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
+    progress = not args.no_progress
+
+    songs = {"input": read_song(args.input, "input")}
+    if args.method == "cloner":
+        songs["reference"] = read_song(args.reference, "reference")
+        if args.interpolate is not None:
+            songs["reference_b"] = read_song(args.interpolate, "second reference")
+
+    cloner = encoder = None
+    if args.method == "cloner":
+        from cloner import api
+
+        try:
+            info = api.read_info(args.cloner)
+            cloner = api.load(args.cloner, device=device)
+            encoder = api.load_encoder_for(info, args.encoder, device=device)
+        except ValueError as err:
+            raise CLIError(str(err)) from None
+
+    stems: dict[str, tuple[dict[str, Any], int]] = {}
+    mixes = [k for k, (kind, _, _) in songs.items() if kind == "mix"]
+    separator = None
+    if mixes:
+        from cloner.separation import load_separator, separate
+
+        try:
+            separator = load_separator(args.separator_weights, name=args.separator, device=device)
+        except ValueError as err:
+            raise CLIError(str(err)) from None
+    for key, (kind, audio, rate) in songs.items():
+        if kind == "mix":
+            stems[key] = separate(separator, audio, rate, device=device, progress=progress), rate
+        else:
+            stems[key] = audio, rate
+
+    parts, rate = stems["input"]
+    if args.method == "input":
+        length = max(x.shape[-1] for x in parts.values())
+        out_stems = {
+            k: torch.nn.functional.pad(x.expand(2, -1), (0, length - x.shape[-1]))
+            for k, x in parts.items()
+        }
+        mix = sum(out_stems.values())
+    else:
+        from cloner.inference import transfer_stems
+
+        ref, ref_rate = stems["reference"]
+        ref_b, ref_b_rate = stems.get("reference_b", (None, None))
+        window = None
+        if args.window is not None:
+            window = max(1, round(args.window * cloner.config.sample_rate))
+        result = transfer_stems(
+            cloner, encoder, parts, rate, ref, ref_rate, reference_b=ref_b,
+            reference_b_rate=ref_b_rate, weight=args.weight, segments=args.segments,
+            window=window, progress=progress,
+        )  # fmt: skip
+        out_stems, mix = result.stems, result.mix
+
+    out: Path = args.output
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stem_dir = out.with_name(out.stem + "_stems")
+    if args.save_stems:
+        if stem_dir.exists() and not stem_dir.is_dir():
+            raise CLIError(f"{stem_dir} exists and is not a folder (needed by --save-stems)")
+        stem_dir.mkdir(exist_ok=True)
+        for name, audio in out_stems.items():
+            _write(stem_dir / f"{name}{out.suffix.lower()}", audio, rate)
+    _write(out, mix, rate)
+    seconds = mix.shape[-1] / rate
+    peak = float(mix.abs().max())
+    peak_db = 20 * math.log10(peak) if peak > 0 else -math.inf
+    also = f" and {len(out_stems)} stems in {stem_dir}" if args.save_stems else ""
+    print(
+        f"mixfx transfer: wrote {out} (stereo, {rate} Hz, {seconds:.2f} s, peak "
+        f"{peak_db:+.1f} dBFS){also}"
+    )
+    return 0
