@@ -29,7 +29,15 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, TextIO
 
-from mixfx.commands import corpus, demo, eval_encoder, fxnorm_stats, train_encoder, version
+from mixfx.commands import (
+    corpus,
+    demo,
+    eval_encoder,
+    fxnorm_stats,
+    train_encoder,
+    transfer,
+    version,
+)
 from mixfx.commands.common import PROG, CLIError
 
 __all__ = ["COMMANDS", "CLIError", "build_parser", "main"]
@@ -42,6 +50,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     corpus,
     train_encoder,
     eval_encoder,
+    transfer,
     version,
 )
 
