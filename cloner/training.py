@@ -1,0 +1,601 @@
+"""Training of the style-transfer network Ψ: the step, the loop, checkpoints, resume.
+
+Each step (:meth:`ClonerTrainer.step`), as the reference trains its MixFXcloner:
+
+1. **Triplets.** :func:`fxdata.triplets.draw_triplets` draws ``batch_size`` triplets on the
+   device: ``A1``, a segment of one stem of track A (FX-normalized: whole tracks when the
+   dataset was opened with the normalizer, :func:`open_training_data`, then every segment at its
+   stem's average loudness, :func:`level_segments`); ``B1``, a segment of the same stem type
+   from another track, normalized alike; one random effect chain per item
+   (:func:`fxdsp.sample_params`) applied to both: ``A2`` (the ground truth) and ``B2`` (the
+   reference). The segments' positions are random (the dataset's jittered grid); ``A1`` and
+   ``A2`` are *not* cropped after the chain, which would cut reverb tails and compressor
+   states off from the input that caused them.
+2. **Condition.** The reference is cropped to one random length in ``[ref_crop_min, 1] ×`` the
+   segment at a random offset per item (the encoder's training views; the model learns to
+   take references of any length), and embedded by the frozen encoder Φ (eval mode, no
+   gradients): ``cond = Φ(crop(B2))``.
+3. **Loss.** ``L = w_lr · L_MSS(L/R) + w_ms · L_MSS(M/S) [+ w_emb · (1 − cos(Φ(y), Φ(A2)))]``
+   for ``y = Ψ(A1, cond)`` (:mod:`cloner.loss`). The same terms for ``y = A1`` ("input
+   unchanged", no model) are logged beside them at every log step: ``loss/relative`` below 1
+   means the model does better than doing nothing; the paper's Ψ reaches about 0.8 on
+   MUSDB18.
+
+Every random choice comes from one CPU ``torch.Generator`` per process, saved in checkpoints
+with the model, the optimizer and the step (the learning-rate schedule is a function of the
+step), so a resumed run continues bit for bit. Several processes (``torchrun``) train with
+DistributedDataParallel (gloo on CPU, nccl on GPU), each drawing its own triplets. Checkpoints
+name the encoder that made the conditions (its source and a digest of its weights); resuming
+with another encoder is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import time
+import wave
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+import fxdsp
+from cloner.config import ClonerConfig
+from cloner.loss import DEFAULT_FFT_SIZES, MultiScaleSpectralLoss, embedding_loss
+from cloner.model import MixFXCloner
+from fxdsp.config import ConfigBase, check_number
+from fxdsp.io import atomic_write
+from fxencoder.training import setup_distributed
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "ClonerTrainConfig",
+    "ClonerTrainer",
+    "level_segments",
+    "open_training_data",
+    "setup_distributed",
+    "train",
+    "weights_digest",
+]
+
+CHECKPOINT_FORMAT = "mixfx.cloner.train/1"
+_RANK_SEED_STRIDE = 1_000_003
+_NORMALIZER_ID = "fxdsp.FxNormalizer/corpus_default/1"  # the encoder's: one shared cache
+
+
+@dataclass(frozen=True)
+class ClonerTrainConfig(ConfigBase):
+    """Everything a cloner training run needs besides the data.
+
+    Attributes:
+        model: a :class:`~cloner.ClonerConfig` preset (``"small"``, ``"paper"``, ``"tiny"``).
+        model_overrides: fields of :class:`~cloner.ClonerConfig` changed from the preset.
+        encoder: the conditioning encoder: a checkpoint path or a shipped name (``"default"``),
+            loaded with :func:`fxencoder.load`; its embedding size must be the model's
+            ``cond_dim`` and its rate the model's.
+        steps: optimizer steps in all.
+        batch_size: triplets per step (per process).
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up; then a cosine decay to ``0.1 × lr`` at ``steps``.
+        segment_seconds: length of the training segments (None: the preset's); stored in the
+            model config.
+        fxnorm: FX-normalize the segments (whole tracks when cached, then each segment to its
+            stem's average loudness); False trains on the data as it is.
+        mss_lr_weight: weight of the left/right multi-scale spectral loss.
+        mss_ms_weight: weight of the mid/side multi-scale spectral loss.
+        fft_sizes: the FFT sizes of the spectral losses.
+        embedding_weight: weight of ``1 − cos(Φ(y), Φ(A2))`` through the frozen encoder (0:
+            off, the reference's setting).
+        ref_crop_min: shortest reference crop as a fraction of the segment (1: no crop).
+        chain: a :class:`fxdsp.ChainConfig` as a dict (default: the reference chain).
+        grad_clip: gradient-norm clip.
+        seed: the seed of every random choice (and of the initial weights).
+        checkpoint_every: steps between checkpoints (one is written at the end too).
+        log_every: steps between scalar logs.
+        audio_every: steps between audio examples in TensorBoard (0: never).
+    """
+
+    model: str = "small"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    encoder: str = "default"
+    steps: int = 20000
+    batch_size: int = 12
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    segment_seconds: float | None = None
+    fxnorm: bool = True
+    mss_lr_weight: float = 1.0
+    mss_ms_weight: float = 1.0
+    fft_sizes: tuple[int, ...] = DEFAULT_FFT_SIZES
+    embedding_weight: float = 0.0
+    ref_crop_min: float = 0.5
+    chain: dict[str, Any] = field(default_factory=dict)
+    grad_clip: float = 5.0
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 10
+    audio_every: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+            check_number(name, getattr(self, name), low=1, integer=True)
+        for name in ("warmup_steps", "seed", "audio_every"):
+            check_number(name, getattr(self, name), low=0, integer=True)
+        for name in ("lr", "grad_clip"):
+            check_number(name, getattr(self, name), low=0.0, low_open=True)
+        for name in ("weight_decay", "mss_lr_weight", "mss_ms_weight", "embedding_weight"):
+            check_number(name, getattr(self, name), low=0.0)
+        if self.mss_lr_weight + self.mss_ms_weight + self.embedding_weight <= 0:
+            raise ValueError("every loss weight is 0: nothing to train on")
+        check_number("ref_crop_min", self.ref_crop_min, low=0.0, low_open=True, high=1.0)
+        if not isinstance(self.fxnorm, bool):
+            raise ValueError(f"fxnorm must be true or false, got {self.fxnorm!r}")
+        if not isinstance(self.encoder, (str, Path)) or not str(self.encoder):
+            raise ValueError(f"encoder must be a checkpoint path or a name, got {self.encoder!r}")
+        object.__setattr__(self, "encoder", str(self.encoder))
+        sizes = self.fft_sizes
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__") or not sizes:
+            raise ValueError(f"fft_sizes must be a list of FFT sizes, got {sizes!r}")
+        object.__setattr__(self, "fft_sizes", tuple(sizes))
+        if not isinstance(self.model_overrides, Mapping) or not isinstance(self.chain, Mapping):
+            raise ValueError("model_overrides and chain must be mappings")
+        model = self.model_config()  # validates the preset, the overrides and segment_seconds
+        MultiScaleSpectralLoss(self.fft_sizes, lr_weight=1.0)  # validates the sizes
+        if max(self.fft_sizes) // 2 + 1 > model.segment_samples:
+            raise ValueError(
+                f"segments of {model.segment_samples} samples are too short for an FFT of "
+                f"{max(self.fft_sizes)}"
+            )
+        self.chain_config()
+
+    def model_config(self) -> ClonerConfig:
+        """The cloner's config: the preset, the overrides and the segment length."""
+        changes = dict(self.model_overrides)
+        if self.segment_seconds is not None:
+            changes["segment_seconds"] = self.segment_seconds
+        return ClonerConfig.preset(self.model, **changes)
+
+    def chain_config(self) -> fxdsp.ChainConfig:
+        """The chain config (the reference's unless ``chain`` says otherwise) at the model's
+        rate."""
+        cfg = fxdsp.ChainConfig.from_dict(dict(self.chain)) if self.chain else fxdsp.ChainConfig()
+        return cfg.replace(sample_rate=float(self.model_config().sample_rate))
+
+
+def open_training_data(
+    path: str | Path,
+    config: ClonerTrainConfig,
+    split: str = "train",
+    cache_dir: str | Path | None = None,
+) -> Any:
+    """The segment dataset a run trains on: segments of the model's length at its rate,
+    whole tracks FX-normalized with the shipped corpus statistics unless ``config.fxnorm`` is
+    False (cached once per setting, shared with the encoder's training cache).
+
+    A segment pack (``mixfx corpus pack``) is served as it is (packs hold what they were packed
+    with).
+    """
+    import fxdata
+    from fxdata.tracks import detect_layout
+
+    model = config.model_config()
+    options: dict[str, Any] = {"sample_rate": model.sample_rate}
+    if detect_layout(path) != "pack":
+        options["cache_dir"] = cache_dir
+        if config.fxnorm:
+            normalizer = fxdsp.FxNormalizer(fxdsp.FxNormStats.corpus_default())
+            options["normalizer"] = lambda audio, stems: _normalize_numpy(normalizer, audio, stems)
+            options["normalizer_id"] = _NORMALIZER_ID
+    return fxdata.open_dataset(path, split, segment_seconds=model.segment_seconds, **options)
+
+
+def _normalize_numpy(normalizer: fxdsp.FxNormalizer, audio: np.ndarray, stems: Any) -> np.ndarray:
+    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    with torch.no_grad():
+        return normalizer(x, [str(s) for s in stems]).numpy()
+
+
+def level_segments(audio: Tensor, stems: Sequence[str], sample_rate: float) -> Tensor:
+    """Each segment at its own stem's average loudness (the shipped FX-normalization targets;
+    stems they do not name take "other"'s). Silent segments stay silent.
+
+    Args:
+        audio: ``(batch, 2, samples)``, at least 400 ms.
+        stems: one stem name per item.
+        sample_rate: in Hz.
+    """
+    stats = fxdsp.FxNormStats.corpus_default()
+    targets = [stats.stems[s if s in stats.stems else "other"].loudness_lufs for s in stems]
+    target = torch.tensor(targets, dtype=audio.dtype, device=audio.device)
+    return fxdsp.functional.normalize_loudness(audio, sample_rate, target)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's state (names, dtypes, shapes and values), independent of where the
+    weights came from."""
+    digest = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        t = value.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update((t.float() if t.dtype == torch.bfloat16 else t).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _crop(y: Tensor, gen: torch.Generator, crop_min: float) -> Tensor:
+    """One random length in ``[crop_min, 1] ×`` the length, a random offset per item."""
+    n = y.shape[-1]
+    if crop_min >= 1.0:
+        return y
+    length = max(2, round(n * (crop_min + (1 - crop_min) * float(torch.rand((), generator=gen)))))
+    offsets = torch.randint(0, n - length + 1, (y.shape[0],), generator=gen)
+    idx = (offsets[:, None] + torch.arange(length)[None, :]).to(y.device)
+    return y.gather(2, idx[:, None, :].expand(-1, y.shape[1], -1))
+
+
+def _distributed() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class ClonerTrainer:
+    """The cloner, the frozen encoder, the optimizer, the random state and the training step.
+
+    Args:
+        config: the run's :class:`ClonerTrainConfig`.
+        dataset: a segment dataset in stem mode (:func:`open_training_data`; what
+            :func:`fxdata.triplets.draw_triplets` takes).
+        device: where the models and the effects run.
+        encoder: the conditioning encoder (default: ``fxencoder.load(config.encoder)``); it is
+            moved to ``device``, put in eval mode and frozen.
+
+    Raises:
+        ValueError: an encoder whose embedding size is not the model's ``cond_dim`` or whose
+            sample rate is not the model's, or a dataset at another rate.
+    """
+
+    def __init__(
+        self,
+        config: ClonerTrainConfig,
+        dataset: Any,
+        device: str | torch.device = "cpu",
+        encoder: torch.nn.Module | None = None,
+    ) -> None:
+        import fxencoder
+
+        self.config = config
+        self.device = torch.device(device)
+        self.rank, self.world = _distributed()
+        self.model_config = config.model_config()
+        self.chain = config.chain_config()
+        if encoder is None:
+            encoder = fxencoder.load(config.encoder, self.device)
+        self.encoder = encoder.to(self.device).eval().requires_grad_(False)
+        self._check_encoder()
+        self.encoder_info = {
+            "source": config.encoder,
+            "digest": weights_digest(self.encoder),
+            "config": asdict(self.encoder.config) if hasattr(self.encoder, "config") else None,
+        }
+        rate = getattr(dataset, "sample_rate", self.model_config.sample_rate)
+        if int(rate) != self.model_config.sample_rate:
+            raise ValueError(
+                f"the dataset is at {rate} Hz but the model runs at "
+                f"{self.model_config.sample_rate} Hz"
+            )
+        torch.manual_seed(config.seed)  # the initial weights: the same on every rank
+        self.model = MixFXCloner(self.model_config).to(self.device)
+        self.module: torch.nn.Module = self.model
+        if self.world > 1:
+            self.module = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.criterion = MultiScaleSpectralLoss(
+            config.fft_sizes, lr_weight=config.mss_lr_weight, ms_weight=config.mss_ms_weight
+        ) if config.mss_lr_weight + config.mss_ms_weight > 0 else None  # fmt: skip
+        self.gen = torch.Generator().manual_seed(config.seed + _RANK_SEED_STRIDE * self.rank)
+        self.dataset = dataset
+        self.step_count = 0
+        #: The first items of the last step's batch (input, reference, output, target), kept
+        #: when :meth:`step` is asked to (for audio logs).
+        self.examples: dict[str, Tensor] | None = None
+
+    def _check_encoder(self) -> None:
+        cfg = getattr(self.encoder, "config", None)
+        dim = getattr(cfg, "embed_dim", None)
+        if dim is not None and dim != self.model_config.cond_dim:
+            raise ValueError(
+                f"the encoder's embeddings have {dim} dimensions but the cloner's cond_dim is "
+                f"{self.model_config.cond_dim}: use an encoder of that size, or set "
+                f"model_overrides={{'cond_dim': {dim}}}"
+            )
+        rate = getattr(cfg, "sample_rate", None)
+        if rate is not None and int(rate) != self.model_config.sample_rate:
+            raise ValueError(
+                f"the encoder runs at {rate} Hz but the cloner at "
+                f"{self.model_config.sample_rate} Hz"
+            )
+
+    # -- schedule -------------------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to ``0.1 × lr`` at ``steps``."""
+        c = self.config
+        if step < c.warmup_steps:
+            return c.lr * (step + 1) / c.warmup_steps
+        progress = min(1.0, (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps))
+        return c.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    # -- one step --------------------------------------------------------------------------
+    def _normalizer(self, audio: Tensor, stems: list[str]) -> Tensor:
+        return level_segments(audio, stems, self.model_config.sample_rate)
+
+    @torch.no_grad()
+    def make_batch(self) -> dict[str, Any]:
+        """Draw triplets and embed the references (no trained model involved)."""
+        from fxdata.triplets import draw_triplets
+
+        c = self.config
+        trip = draw_triplets(
+            self.dataset, c.batch_size, generator=self.gen, device=self.device,
+            normalizer=self._normalizer if c.fxnorm else None, config=self.chain,
+        )  # fmt: skip
+        reference = _crop(trip.b2, self.gen, c.ref_crop_min)
+        cond = self.encoder(reference)
+        return {
+            "input": trip.a1, "target": trip.a2, "reference": reference, "cond": cond,
+            "triplets": trip,
+        }  # fmt: skip
+
+    def losses(self, y: Tensor, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        """The loss terms of an output ``y`` against the batch's target, and their weighted
+        ``total`` (differentiable in ``y``)."""
+        c = self.config
+        target = batch["target"]
+        out: dict[str, Tensor] = {}
+        total = y.new_zeros(())
+        if self.criterion is not None:
+            terms = self.criterion.terms(y, target)
+            out["mss_lr"], out["mss_ms"] = terms["lr"], terms["ms"]
+            total = total + self.criterion.combine(terms)
+        if c.embedding_weight > 0:
+            if "target_embedding" not in batch:
+                with torch.no_grad():
+                    batch = {**batch, "target_embedding": self.encoder(target)}  # type: ignore[dict-item]
+            out["embedding"] = embedding_loss(self.encoder, y, batch["target_embedding"])
+            total = total + c.embedding_weight * out["embedding"]
+        out["total"] = total
+        return out
+
+    def step(
+        self,
+        batch: Mapping[str, Any] | None = None,
+        *,
+        measure_input: bool = True,
+        keep_examples: bool = False,
+    ) -> dict[str, float]:
+        """One optimization step on a fresh batch (or on ``batch``); returns the figures to log.
+
+        Args:
+            batch: a :meth:`make_batch` output to train on instead of drawing one.
+            measure_input: also compute the loss terms of the input unchanged
+                (``input_unchanged/*`` and ``loss/relative``; no effect on the training).
+            keep_examples: keep the first items of the batch and the output in
+                :attr:`examples`.
+        """
+        start = time.perf_counter()
+        lr = self.lr_at(self.step_count)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if batch is None:
+            batch = self.make_batch()
+        if self.config.embedding_weight > 0:
+            with torch.no_grad():
+                batch = {**batch, "target_embedding": self.encoder(batch["target"])}
+        made = time.perf_counter()
+        self.model.train()
+        y = self.module(batch["input"], batch["cond"])
+        terms = self.losses(y, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.step_count += 1
+        trained = time.perf_counter()
+        logs = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
+        if measure_input:
+            with torch.no_grad():
+                unchanged = self.losses(batch["input"], batch)
+            logs.update({f"input_unchanged/{k}": float(v) for k, v in unchanged.items()})
+            logs["loss/relative"] = logs["loss/total"] / max(logs["input_unchanged/total"], 1e-12)
+        if keep_examples:
+            k = min(2, y.shape[0])
+            self.examples = {
+                "input": batch["input"][:k].detach().cpu().clone(),
+                "reference": batch["reference"][:k].detach().cpu().clone(),
+                "output": y[:k].detach().cpu().clone(),
+                "target": batch["target"][:k].detach().cpu().clone(),
+            }
+        done = time.perf_counter()
+        n, samples = batch["input"].shape[0], batch["input"].shape[-1]
+        seconds = n * samples / self.model_config.sample_rate
+        logs.update({
+            "lr": lr, "grad_norm": float(grad_norm), "time/batch_s": made - start,
+            "time/train_s": trained - made, "time/step_s": done - start,
+            "throughput/items_per_s": n / (done - start),
+            "throughput/audio_x_realtime": seconds / (done - start),
+        })  # fmt: skip
+        return logs
+
+    # -- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a bit-exact resume needs (this process's random state)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": asdict(self.model_config),
+            "train_config": self.config.to_dict(),
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step_count,
+            "rng": self.gen.get_state(),
+            "encoder": dict(self.encoder_info),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (the model config and the encoder must match)."""
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"not a cloner training checkpoint (format {state.get('format')!r})")
+        if ClonerConfig.from_dict(state["config"]) != self.model_config:
+            raise ValueError("the checkpoint's model config differs from this run's")
+        saved = state.get("encoder") or {}
+        if saved.get("digest") != self.encoder_info["digest"]:
+            raise ValueError(
+                f"the checkpoint was trained with another encoder ({saved.get('source')!r}, "
+                f"weights {str(saved.get('digest'))[:12]}…) than this run's "
+                f"({self.encoder_info['source']!r}, {self.encoder_info['digest'][:12]}…)"
+            )
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step_count = int(state["step"])
+        self.gen.set_state(state["rng"])
+
+    def save(self, path: str | Path) -> None:
+        """Write a checkpoint atomically (rank 0 writes every rank's random state)."""
+        state = self.state_dict()
+        if self.world > 1:
+            rngs: list[Any] = [None] * self.world
+            torch.distributed.all_gather_object(rngs, self.gen.get_state())
+            state["rng_ranks"] = rngs
+            if self.rank != 0:
+                return
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    def resume(self, path: str | Path) -> None:
+        """Continue from a checkpoint written by :meth:`save`."""
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:
+            raise ValueError(f"cannot read checkpoint {path}: {err}") from None
+        if not isinstance(state, Mapping):
+            raise ValueError(f"{path} is not a cloner training checkpoint")
+        if "rng_ranks" in state:
+            ranks = state["rng_ranks"]
+            if len(ranks) != self.world:
+                raise ValueError(
+                    f"checkpoint {path} was written by {len(ranks)} processes, this run has "
+                    f"{self.world}"
+                )
+            state = {**state, "rng": ranks[self.rank]}
+        self.load_state_dict(state)
+
+
+def _wav_bytes(audio: Tensor, sample_rate: int) -> bytes:
+    """16-bit PCM WAV of ``(channels, samples)`` audio clipped to ±1."""
+    x = audio.detach().float().clamp(-1, 1).cpu().numpy()
+    pcm = np.round(x.T * 32767.0).astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(x.shape[0])
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(pcm.tobytes())
+    return buf.getvalue()
+
+
+def log_audio(writer: Any, tag: str, audio: Tensor, step: int, sample_rate: int) -> None:
+    """Stereo audio ``(2, samples)`` to TensorBoard (a stereo WAV summary where the writer is a
+    ``torch.utils.tensorboard.SummaryWriter``; otherwise its mid through ``add_audio``)."""
+    file_writer = getattr(writer, "_get_file_writer", None)
+    if file_writer is not None:
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        data = _wav_bytes(audio, sample_rate)
+        summary = Summary(value=[Summary.Value(tag=tag, audio=Summary.Audio(
+            sample_rate=float(sample_rate), num_channels=int(audio.shape[0]),
+            length_frames=int(audio.shape[-1]), encoded_audio_string=data,
+            content_type="audio/wav"))])  # fmt: skip
+        file_writer().add_summary(summary, step)
+    elif hasattr(writer, "add_audio"):
+        mid = audio.mean(0).clamp(-1, 1).cpu()
+        writer.add_audio(tag, mid, step, sample_rate=sample_rate)
+
+
+def train(
+    trainer: ClonerTrainer,
+    out_dir: str | Path,
+    *,
+    checkpoint_every: int | None = None,
+    log_every: int | None = None,
+    audio_every: int | None = None,
+    writer: Any = None,
+    progress: bool = True,
+    callbacks: tuple[Callable[[ClonerTrainer, dict[str, float]], None], ...] = (),
+) -> Path:
+    """Run ``trainer`` to ``config.steps``, logging and writing ``last.pt`` checkpoints.
+
+    Args:
+        trainer: the trainer (resumed or fresh).
+        out_dir: where ``last.pt`` goes.
+        checkpoint_every: steps between checkpoints (default: the config's; one is written at
+            the end too).
+        log_every: steps between scalar logs to ``writer`` (default: the config's).
+        audio_every: steps between audio examples (input, reference, output, target of the
+            step's first items; default: the config's; 0: never).
+        writer: a TensorBoard ``SummaryWriter`` (or anything with ``add_scalar``), or None.
+        progress: show a tqdm bar (rank 0 only).
+        callbacks: called after every step with the trainer and the step's figures.
+
+    Returns:
+        The path of the last checkpoint.
+    """
+    c = trainer.config
+    checkpoint_every = checkpoint_every or c.checkpoint_every
+    log_every = log_every or c.log_every
+    audio_every = c.audio_every if audio_every is None else audio_every
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "last.pt"
+    total = c.steps
+    logging = writer is not None and trainer.rank == 0
+    rate = trainer.model_config.sample_rate
+    bar = None
+    if progress and trainer.rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=trainer.step_count, desc="cloner", unit="step")
+    while trainer.step_count < total:
+        upcoming = trainer.step_count + 1
+        want_audio = logging and audio_every > 0 and upcoming % audio_every == 0
+        want_logs = upcoming % log_every == 0 or upcoming == total
+        logs = trainer.step(measure_input=want_logs, keep_examples=want_audio)
+        step = trainer.step_count
+        if logging and step % log_every == 0:
+            for key, value in logs.items():
+                writer.add_scalar(key, value, step)
+        if want_audio and trainer.examples is not None:
+            for name, audio in trainer.examples.items():
+                for k in range(audio.shape[0]):
+                    log_audio(writer, f"{name}/{k}", audio[k], step, rate)
+        for callback in callbacks:
+            callback(trainer, logs)
+        if bar is not None:
+            bar.update(1)
+            if "loss/relative" in logs:
+                bar.set_postfix(
+                    loss=f"{logs['loss/total']:.3f}", rel=f"{logs['loss/relative']:.3f}"
+                )
+        if step % checkpoint_every == 0 or step == total:
+            trainer.save(path)
+    if bar is not None:
+        bar.close()
+    return path
