@@ -85,9 +85,14 @@ class ClonerConfig(ConfigBase):
 
     @property
     def receptive_field(self) -> int:
-        """Samples of input that one output sample depends on (centred)."""
+        """Samples of input that one output sample depends on (centred).
+
+        ``F = 1 + (kernel − 1) · Σ dilations`` frames of the TCN; with ``stride > 1`` an output
+        sample comes from the two synthesis frames around it, which see ``F + 1`` analysis
+        frames of two strides each: ``F · stride + 2 · stride`` samples.
+        """
         frames = 1 + (self.kernel - 1) * sum(self.dilations)
-        return frames * self.stride + (self.stride if self.stride > 1 else 0)
+        return frames * self.stride + (2 * self.stride if self.stride > 1 else 0)
 
     @property
     def segment_samples(self) -> int:
