@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 import fxdsp
+from cloner.api import encoder_record
 from cloner.config import ClonerConfig
 from cloner.loss import DEFAULT_FFT_SIZES, MultiScaleSpectralLoss, embedding_loss
 from cloner.model import MixFXCloner
@@ -255,7 +256,9 @@ class ClonerTrainer:
             :func:`fxdata.triplets.draw_triplets` takes).
         device: where the models and the effects run.
         encoder: the conditioning encoder (default: ``fxencoder.load(config.encoder)``); it is
-            moved to ``device``, put in eval mode and frozen.
+            moved to ``device``, put in eval mode and frozen. Checkpoints name
+            ``config.encoder`` as the source either way (with no file digest when an encoder is
+            given here).
 
     Raises:
         ValueError: an encoder whose embedding size is not the model's ``cond_dim`` or whose
@@ -276,14 +279,25 @@ class ClonerTrainer:
         self.rank, self.world = _distributed()
         self.model_config = config.model_config()
         self.chain = config.chain_config()
+        given = encoder is not None
         if encoder is None:
             encoder = fxencoder.load(config.encoder, self.device)
         self.encoder = encoder.to(self.device).eval().requires_grad_(False)
         self._check_encoder()
+        cfg = getattr(self.encoder, "config", None)
+        dim = getattr(cfg, "embed_dim", None)
+        record = (
+            {"source": config.encoder, "sha256": None, "embed_dim": dim}
+            if given
+            else encoder_record(config.encoder, dim)
+        )
+        #: The encoder as checkpoints record it: :func:`cloner.api.encoder_record`'s source,
+        #: file SHA-256 and size (what inference loads back), plus the digest of its weights
+        #: (what resuming checks) and its config.
         self.encoder_info = {
-            "source": config.encoder,
+            **record,
             "digest": weights_digest(self.encoder),
-            "config": asdict(self.encoder.config) if hasattr(self.encoder, "config") else None,
+            "config": asdict(cfg) if cfg is not None else None,
         }
         rate = getattr(dataset, "sample_rate", self.model_config.sample_rate)
         if int(rate) != self.model_config.sample_rate:

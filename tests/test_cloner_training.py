@@ -215,9 +215,19 @@ def test_resume_is_exact(data, encoder_path: Path, tmp_path: Path) -> None:
     # The checkpoint is plain data, names its encoder, and refuses another one.
     obj = torch.load(tmp_path / "ckpt.pt", weights_only=True)
     assert obj["format"] == "mixfx.cloner.train/1" and obj["step"] == 2
-    assert obj["encoder"]["source"] == str(encoder_path)
+    record = obj["encoder"]  # what cloner.api.load_encoder_for reads back, and the digest
+    assert record["source"] == str(encoder_path.resolve()) and record["embed_dim"] == 16
+    assert record["sha256"] == fxencoder.api.sha256_of(encoder_path)
     assert obj["encoder"]["digest"] == weights_digest(fxencoder.load(encoder_path))
     assert obj["train_config"]["embedding_weight"] == 0.2
+    # Inference reads it: cloner.load gives the trained weights, and the recorded encoder.
+    import cloner.api
+
+    loaded = cloner.api.load(tmp_path / "ckpt.pt")
+    for k, v in first.model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    info = cloner.api.read_info(tmp_path / "ckpt.pt")
+    assert weights_digest(cloner.api.load_encoder_for(info)) == record["digest"]
     other = ClonerTrainer(cfg, data, encoder=fxencoder.load(_write_encoder(tmp_path / "o.pt", 1)))
     with pytest.raises(ValueError, match="another encoder"):
         other.resume(tmp_path / "ckpt.pt")

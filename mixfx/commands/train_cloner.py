@@ -100,6 +100,8 @@ def _train_config(args: argparse.Namespace, last: Path) -> Any:
         "audio_every": args.audio_every,
     }  # fmt: skip
     base.update({k: v for k, v in given.items() if v is not None})
+    if args.encoder is not None and Path(args.encoder).is_file():
+        base["encoder"] = str(Path(args.encoder).resolve())  # --resume from anywhere
     if args.no_fxnorm:
         base["fxnorm"] = False
     return ClonerTrainConfig.from_dict(base)
