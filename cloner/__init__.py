@@ -5,18 +5,25 @@ style that ``cond`` (an :class:`fxencoder.FXEncoder` embedding of a reference) d
 ``cloner.load(name_or_path)`` / ``cloner.save(model, path, encoder=...)`` read and write
 checkpoints; ``cloner.transfer`` and ``cloner.transfer_stems`` convert whole songs
 (:mod:`cloner.inference`); :mod:`cloner.separation` splits a mix with Demucs (``separate`` extra).
+Losses: ``mss_loss`` / ``MultiScaleSpectralLoss`` (the reference's multi-scale spectral loss on
+L/R and M/S) and ``embedding_loss`` (:mod:`cloner.loss`); training: :mod:`cloner.training`
+(``mixfx train-cloner``).
 """
 
 from cloner.api import load, save
 from cloner.config import PRESETS, ClonerConfig
 from cloner.inference import transfer, transfer_stems
+from cloner.loss import MultiScaleSpectralLoss, embedding_loss, mss_loss
 from cloner.model import MixFXCloner, soft_limit
 
 __all__ = [
     "PRESETS",
     "ClonerConfig",
     "MixFXCloner",
+    "MultiScaleSpectralLoss",
+    "embedding_loss",
     "load",
+    "mss_loss",
     "save",
     "soft_limit",
     "transfer",
