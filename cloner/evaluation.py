@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -66,6 +66,7 @@ __all__ = [
     "make_items",
     "match_eq_method",
     "results_markdown",
+    "separate_items",
 ]
 
 #: ``fn(inputs (n, 2, L), references (n, 2, L'), stem name, sample_rate) -> (n, 2, L)``.
@@ -170,6 +171,20 @@ def make_items(
     return TransferItems(inputs, refs, targets, song, ref_song, style, tuple(segments.songs), fs)
 
 
+def separate_items(
+    items: TransferItems, separator: Any, *, device: str | torch.device = "cpu"
+) -> TransferItems:
+    """The mixture path: each item's input stems summed to a mix and separated by
+    ``separator`` (a Demucs model, :func:`cloner.separation.separate`); references and targets
+    stay as they are (the targets are the true stems through the chains)."""
+    from cloner.separation import separate
+
+    with torch.no_grad():
+        parts = separate(separator, items.inputs.sum(1), items.sample_rate, device=device)
+    stems = torch.stack([parts[s] for s in STEMS], 1).to(items.inputs.dtype)
+    return replace(items, inputs=stems)
+
+
 # ------------------------------------------------------------------------------------------------
 # Methods
 # ------------------------------------------------------------------------------------------------
@@ -272,13 +287,8 @@ def item_measures(
 
     out: dict[str, Tensor] = {}
     for ch in ("lr", "ms"):
-        out[f"mss_{ch}"] = (
-            torch.stack(
-                [mss_loss(y[i : i + 1], t[i : i + 1], channels=ch).detach() for i in range(len(y))]
-            )
-            .double()
-            .reshape(-1)
-        )
+        with torch.no_grad():
+            out[f"mss_{ch}"] = mss_loss(y, t, channels=ch, reduction="none").double()
     if encoder is not None:
         ey, er, et = (encoder.embed(a, sample_rate).cpu() for a in (y, r, t))
         out["emb_ref"] = _cosine_distance(ey, er)

@@ -12,6 +12,14 @@ Commands:
     (:mod:`fxdata.pack`).
     ``mixfx train-encoder --data DIR --out RUN``: train the audio-effects encoder
     (:mod:`fxencoder.training`; needs the ``train`` extra).
+    ``mixfx eval-encoder --encoder PATH --data DIR --out OUT``: the encoder's disentanglement
+    and style retrieval on held-out songs (:mod:`fxencoder.evaluation`).
+    ``mixfx train-cloner --data DIR --out RUN --encoder PATH``: train the style-transfer
+    network (:mod:`cloner.training`).
+    ``mixfx eval-transfer --cloner PATH --data DIR --out OUT``: style transfer on held-out
+    songs against input unchanged and the naive match EQ (:mod:`cloner.evaluation`).
+    ``mixfx transfer INPUT REFERENCE -o OUT.wav``: convert a mix or a folder of stems to the
+    mixing style of a reference (:mod:`cloner.inference`; a mix is separated with Demucs).
 
 Bad arguments exit with 2 and argparse's usage message; a problem while running (bad input, a
 missing optional package, an unwritable output) is one line ``mixfx COMMAND: error: ...`` on
@@ -33,6 +41,7 @@ from mixfx.commands import (
     corpus,
     demo,
     eval_encoder,
+    eval_transfer,
     fxnorm_stats,
     train_cloner,
     train_encoder,
@@ -52,6 +61,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     train_encoder,
     train_cloner,
     eval_encoder,
+    eval_transfer,
     transfer,
     version,
 )
