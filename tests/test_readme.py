@@ -55,3 +55,14 @@ def test_fx_normalization_example_runs() -> None:
     for i, stem in enumerate(["drums", "bass", "other", "vocals"]):
         target = ns["stats"].stems[stem].loudness_lufs
         assert abs(meter.integrated_loudness(out[i].double().numpy().T) - target) < 0.5
+
+
+def test_cloner_example_runs_and_keeps_length_and_rate() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    block = next(b for b in blocks if "cloner.transfer" in b)
+    ns: dict = {}
+    exec(compile(block, "README.md", "exec"), ns)
+    out, audio = ns["out"], ns["audio"]
+    assert out.shape == (1, 2, 3 * 44100) and torch.isfinite(out).all()
+    # An untrained small cloner starts as the identity (its correction path is zero).
+    assert torch.allclose(out, audio, atol=1e-6)
