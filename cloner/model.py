@@ -81,10 +81,25 @@ class MixFXCloner(nn.Module):
             # side so that every sample is covered by two frames.
             self.analysis = nn.Conv1d(2, cfg.filters, 2 * s, stride=s, bias=False)
             self.inp = nn.Conv1d(cfg.filters, cfg.channels, 1)
+            # Two heads, both starting at zero (an untrained model is the identity): a mask on
+            # the analysis frames and a gain on the frames' envelope (see ``forward``).
             self.out = nn.Conv1d(cfg.channels, cfg.filters, 1)
+            self.out_env = nn.Conv1d(cfg.channels, cfg.filters, 1)
+            for head in (self.out, self.out_env):
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
             self.synthesis = nn.ConvTranspose1d(cfg.filters, 2, 2 * s, stride=s, bias=False)
-            nn.init.zeros_(self.synthesis.weight)
         self.blocks = nn.ModuleList(_FiLMBlock(cfg, d) for d in cfg.dilations)
+
+    def _envelope(self, z: Tensor) -> Tensor:
+        """RMS of the analysis frames over a centred window, ``(batch, 1, frames)``."""
+        k = self.config.envelope_frames
+        power = z.square().mean(dim=1, keepdim=True)
+        if k > 1:
+            power = torch.nn.functional.avg_pool1d(
+                power, k, stride=1, padding=k // 2, count_include_pad=False
+            )
+        return torch.sqrt(power + 1e-20) * (power > 0)
 
     def num_parameters(self) -> int:
         """Trainable parameters."""
@@ -120,9 +135,16 @@ class MixFXCloner(nn.Module):
             n = x.shape[-1]
             frames = -(-n // s) + 1  # cover [−s, n + s) with hops of s
             padded = torch.nn.functional.pad(x, (s, frames * s - n))
-            h = self.inp(self.analysis(padded))
+            z = self.analysis(padded)  # (batch, filters, frames)
+            h = self.inp(z)
             for block in self.blocks:
                 h = block(h, cond)
-            correction = self.synthesis(self.out(h))  # (batch, 2, (frames + 1) · s)
+            # The correction is proportional to the input: a mask on the frames (gain, EQ,
+            # dynamics, stereo) plus a signal shaped by the network and scaled by the frames'
+            # RMS envelope over ``envelope_frames`` (tails: reverb). Digital silence in gives
+            # silence out, and no bias can add a fixed tone at the frame rate.
+            env = self._envelope(z)
+            delta = self.out(h) * z + self.out_env(h) * env
+            correction = self.synthesis(delta)  # (batch, 2, (frames + 1) · s)
             y = x + correction[..., s : s + n]
         return soft_limit(y, self.config.output_limit)

@@ -70,6 +70,24 @@ def test_a_trained_looking_model_uses_the_condition_and_keeps_shapes() -> None:
     assert a.shape == (2, 2, 1001) and float((a - b).abs().max()) > 1e-3
 
 
+def test_correction_is_proportional_to_the_input() -> None:
+    """Silence in gives silence out and the correction carries no fixed signal, for any
+    weights: the frame-rate model's correction is a mask on the analysis frames plus a part
+    scaled by their envelope (a model whose heads had biases emitted a fixed tone at the frame
+    rate, −48 dBFS, from silence)."""
+    model = _randomized(FRAME)
+    cond = _noise(1, 4, seed=3, level=1.0)
+    with torch.no_grad():
+        assert torch.equal(model(torch.zeros(1, 2, 999), cond), torch.zeros(1, 2, 999))
+        x = _noise(1, 2, 999, seed=4)
+        loud = model(x, cond) - x
+        quiet = model(1e-3 * x, cond) - 1e-3 * x
+    ratio = quiet.square().sum().sqrt() / loud.square().sum().sqrt()
+    assert float(loud.abs().max()) > 1e-3
+    # Not exactly 1e-3 (BatchNorm's statistics are affine), but of that order: no fixed floor.
+    assert 1e-4 < float(ratio) < 1e-2
+
+
 def test_parameter_counts_of_the_presets() -> None:
     paper = MixFXCloner(ClonerConfig.preset("paper"))
     # The reference's ≈ 10.5 M: 14 blocks × (conv 128·128·15 + FiLM 2048 → 256 + 1×1 + BN).
@@ -147,7 +165,7 @@ def test_gradients_are_finite_and_reach_every_parameter() -> None:
         assert p.grad is not None and bool(torch.isfinite(p.grad).all()), name
         assert float(p.grad.abs().max()) > 0, name
     assert bool(torch.isfinite(x.grad).all()) and bool(torch.isfinite(cond.grad).all())
-    # Silence in, fresh model: finite gradients too (the synthesis starts at zero).
+    # Silence in, fresh model: finite gradients too (the heads start at zero).
     fresh = MixFXCloner(FRAME).train()
     z = torch.zeros(2, 2, 400, requires_grad=True)
     fresh(z, torch.zeros(2, 4)).square().sum().backward()
