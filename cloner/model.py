@@ -11,12 +11,26 @@ Each block (the reference's): ``h + W₁ₓ₁ · FiLM(LeakyReLU(BN(conv_d(h))),
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from cloner.config import ClonerConfig
 
-__all__ = ["MixFXCloner", "soft_limit"]
+__all__ = ["MixFXCloner", "mdct_filterbank", "soft_limit"]
+
+
+def mdct_filterbank(hop: int) -> Tensor:
+    """The MDCT's ``(hop, 2·hop)`` basis with a sine window (Princen–Bradley):
+    ``sqrt(2/N) · sin(π(n + ½)/(2N)) · cos(π/N · (n + ½ + N/2)(k + ½))``, ``N = hop``. As the
+    kernels of a strided conv (stride ``N``) and of the transposed conv, it reconstructs the
+    signal exactly where two frames overlap (time-domain aliasing cancellation)."""
+    n = torch.arange(2 * hop, dtype=torch.float64)
+    k = torch.arange(hop, dtype=torch.float64)
+    window = torch.sin(math.pi * (n + 0.5) / (2 * hop))
+    phase = math.pi / hop * (n[None, :] + 0.5 + hop / 2) * (k[:, None] + 0.5)
+    return (math.sqrt(2.0 / hop) * window[None, :] * torch.cos(phase)).float()
 
 
 def soft_limit(x: Tensor, limit: float) -> Tensor:
@@ -89,6 +103,17 @@ class MixFXCloner(nn.Module):
                 nn.init.zeros_(head.weight)
                 nn.init.zeros_(head.bias)
             self.synthesis = nn.ConvTranspose1d(cfg.filters, 2, 2 * s, stride=s, bias=False)
+            if cfg.filters >= 2 * s:
+                # Start from an MDCT pair (sine window, per channel; the first 2·stride filters):
+                # synthesis(analysis(x)) = x exactly, so the mask head is a per-bin gain from
+                # the first step (better conditioned than a random filterbank).
+                with torch.no_grad():
+                    basis = mdct_filterbank(s)
+                    self.analysis.weight.zero_()
+                    self.synthesis.weight.zero_()
+                    for c in range(2):
+                        self.analysis.weight[c * s : (c + 1) * s, c] = basis
+                        self.synthesis.weight[c * s : (c + 1) * s, c] = basis
         self.blocks = nn.ModuleList(_FiLMBlock(cfg, d) for d in cfg.dilations)
 
     def _envelope(self, z: Tensor) -> Tensor:

@@ -88,6 +88,34 @@ def test_correction_is_proportional_to_the_input() -> None:
     assert 1e-4 < float(ratio) < 1e-2
 
 
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_filterbank_starts_as_an_mdct_pair_so_a_constant_mask_is_a_gain(name: str) -> None:
+    """With ``filters = 2 · stride`` the analysis/synthesis pair starts as an MDCT (perfect
+    reconstruction): a mask head fixed at ``g − 1`` makes the model a gain ``g``, exactly."""
+    cfg = ClonerConfig.preset(name)
+    model = MixFXCloner(cfg).eval()
+    with torch.no_grad():
+        model.out.bias.fill_(-0.75)  # gain 0.25 (−12 dB)
+        x = _noise(2, 2, cfg.stride * 50 + 7, seed=5)
+        y = model(x, _noise(2, cfg.cond_dim, seed=6, level=1.0))
+    assert torch.allclose(y, 0.25 * x, atol=1e-6)
+    # The basis itself against a float64 loop of its definition.
+    import math
+
+    from cloner.model import mdct_filterbank
+
+    n_hop = 4
+    basis = mdct_filterbank(n_hop).double()
+    for k in range(n_hop):
+        for n in range(2 * n_hop):
+            want = (
+                math.sqrt(2 / n_hop)
+                * math.sin(math.pi * (n + 0.5) / (2 * n_hop))
+                * math.cos(math.pi / n_hop * (n + 0.5 + n_hop / 2) * (k + 0.5))
+            )
+            assert float(basis[k, n]) == pytest.approx(want, abs=1e-6)
+
+
 def test_parameter_counts_of_the_presets() -> None:
     paper = MixFXCloner(ClonerConfig.preset("paper"))
     # The reference's ≈ 10.5 M: 14 blocks × (conv 128·128·15 + FiLM 2048 → 256 + 1×1 + BN).
