@@ -1,0 +1,439 @@
+"""Training of the parameter controller (:class:`cloner.parametric.ParamController`).
+
+The cloner's recipe (:mod:`cloner.training`) with a chain in place of the network. Each step
+(:meth:`ParamTrainer.step`):
+
+1. **Triplets.** :func:`fxdata.triplets.draw_triplets`: ``A1`` (an FX-normalized stem segment),
+   ``A2`` (``A1`` through a random chain: the target) and ``B2`` (another track's stem of the
+   same type through the same chain: the reference), levelled per stem
+   (:func:`cloner.training.level_segments`) and drawn on the device from one CPU generator.
+2. **Inputs.** The reference is cropped to a random length in ``[ref_crop_min, 1] ×`` the
+   segment; the frozen encoder embeds ``A1`` and the crop; with ``use_features`` their raw
+   effect features (:func:`cloner.parametric.audio_features`) are computed too (no gradients).
+3. **Prediction and rendering.** ``u = controller(Φ(A1), Φ(B2), stem, f(A1), f(B2))`` and
+   ``y = render(u, A1)``: fxdsp's chain, differentiable, so every loss reaches the controller
+   through the effects.
+4. **Loss.** ``L = w_lr · L_MSS(L/R) + w_ms · L_MSS(M/S) + w_emb · (1 − cos(Φ(y), Φ(A2)))
+   + w_feat · feature_distance(f(y), f(A2)) + w_par · mean(mask · |u − u*|)`` where ``u*`` is
+   the drawn chain in the controller's space and ``mask`` drops the parameters of effects that
+   are off (:func:`cloner.parametric.target_normalized`). Every term is logged (also the
+   parameter error when its weight is 0), with the same audio terms for ``y = A1`` ("input
+   unchanged", which is also the neutral chain's output) beside them.
+
+Every random choice comes from one CPU generator per process, saved in the checkpoints with the
+model, the optimizer and the step, so a resumed run continues bit for bit; several processes
+(``torchrun``) train with DistributedDataParallel. The loop and the TensorBoard logging are
+:func:`cloner.training.train`'s.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+import fxdsp
+from cloner.api import encoder_record
+from cloner.loss import DEFAULT_FFT_SIZES, MultiScaleSpectralLoss, embedding_loss
+from cloner.parametric import (
+    TRAIN_FORMAT,
+    ParamController,
+    ParamControllerConfig,
+    audio_features,
+    feature_distance,
+    render,
+    target_normalized,
+)
+from cloner.training import _crop, _distributed, level_segments, weights_digest
+from fxdsp.config import ConfigBase, check_number
+from fxdsp.io import atomic_write
+
+__all__ = ["TRAIN_FORMAT", "ParamTrainConfig", "ParamTrainer"]
+
+_RANK_SEED_STRIDE = 1_000_003
+
+
+@dataclass(frozen=True)
+class ParamTrainConfig(ConfigBase):
+    """Everything a controller training run needs besides the data.
+
+    Attributes:
+        model: a :class:`~cloner.parametric.ParamControllerConfig` preset (``"small"``,
+            ``"tiny"``).
+        model_overrides: fields of the controller config changed from the preset.
+        encoder: the frozen encoder (a checkpoint path or a shipped name); its embedding size
+            must be the controller's ``embed_dim`` and its rate the controller's.
+        steps: optimizer steps in all.
+        batch_size: triplets per step (per process).
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up, then a cosine decay to ``0.1 × lr`` at ``steps``.
+        segment_seconds: training segment length (None: the preset's).
+        fxnorm: FX-normalize the segments (as the cloner's training does).
+        mss_lr_weight: weight of the left/right multi-scale spectral loss.
+        mss_ms_weight: weight of the mid/side multi-scale spectral loss.
+        fft_sizes: FFT sizes of the spectral losses.
+        embedding_weight: weight of ``1 − cos(Φ(y), Φ(A2))``.
+        feature_weight: weight of the audio-feature distance to ``A2``.
+        param_weight: weight of the masked L1 distance to the drawn normalized parameters.
+        ref_crop_min: shortest reference crop as a fraction of the segment (1: no crop).
+        chain: the triplets' :class:`fxdsp.ChainConfig` as a dict (default: the reference).
+        grad_clip: gradient-norm clip.
+        seed: the seed of every random choice and of the initial weights.
+        checkpoint_every: steps between checkpoints.
+        log_every: steps between scalar logs.
+        audio_every: steps between audio examples (0: never).
+    """
+
+    model: str = "small"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    encoder: str = "default"
+    steps: int = 3000
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    segment_seconds: float | None = None
+    fxnorm: bool = True
+    mss_lr_weight: float = 1.0
+    mss_ms_weight: float = 1.0
+    fft_sizes: tuple[int, ...] = DEFAULT_FFT_SIZES
+    embedding_weight: float = 0.0
+    feature_weight: float = 0.0
+    param_weight: float = 0.0
+    ref_crop_min: float = 0.5
+    chain: dict[str, Any] = field(default_factory=dict)
+    grad_clip: float = 5.0
+    seed: int = 0
+    checkpoint_every: int = 250
+    log_every: int = 10
+    audio_every: int = 500
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+            check_number(name, getattr(self, name), low=1, integer=True)
+        for name in ("warmup_steps", "seed", "audio_every"):
+            check_number(name, getattr(self, name), low=0, integer=True)
+        for name in ("lr", "grad_clip"):
+            check_number(name, getattr(self, name), low=0.0, low_open=True)
+        weights = ("mss_lr_weight", "mss_ms_weight", "embedding_weight", "feature_weight",
+                   "param_weight")  # fmt: skip
+        for name in ("weight_decay", *weights):
+            check_number(name, getattr(self, name), low=0.0)
+        if sum(getattr(self, name) for name in weights) <= 0:
+            raise ValueError("every loss weight is 0: nothing to train on")
+        check_number("ref_crop_min", self.ref_crop_min, low=0.0, low_open=True, high=1.0)
+        if not isinstance(self.fxnorm, bool):
+            raise ValueError(f"fxnorm must be true or false, got {self.fxnorm!r}")
+        if not isinstance(self.encoder, (str, Path)) or not str(self.encoder):
+            raise ValueError(f"encoder must be a checkpoint path or a name, got {self.encoder!r}")
+        object.__setattr__(self, "encoder", str(self.encoder))
+        sizes = self.fft_sizes
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__") or not sizes:
+            raise ValueError(f"fft_sizes must be a list of FFT sizes, got {sizes!r}")
+        object.__setattr__(self, "fft_sizes", tuple(sizes))
+        if not isinstance(self.model_overrides, Mapping) or not isinstance(self.chain, Mapping):
+            raise ValueError("model_overrides and chain must be mappings")
+        model = self.model_config()
+        MultiScaleSpectralLoss(self.fft_sizes, lr_weight=1.0)  # validates the sizes
+        if max(self.fft_sizes) // 2 + 1 > model.segment_samples:
+            raise ValueError(
+                f"segments of {model.segment_samples} samples are too short for an FFT of "
+                f"{max(self.fft_sizes)}"
+            )
+        self.chain_config()
+
+    def model_config(self) -> ParamControllerConfig:
+        """The controller's config: the preset, the overrides and the segment length."""
+        changes = dict(self.model_overrides)
+        if self.segment_seconds is not None:
+            changes["segment_seconds"] = self.segment_seconds
+        return ParamControllerConfig.preset(self.model, **changes)
+
+    def chain_config(self) -> fxdsp.ChainConfig:
+        """The triplets' chain config at the controller's rate."""
+        cfg = fxdsp.ChainConfig.from_dict(dict(self.chain)) if self.chain else fxdsp.ChainConfig()
+        return cfg.replace(sample_rate=float(self.model_config().sample_rate))
+
+
+class ParamTrainer:
+    """The controller, the frozen encoder, the optimizer, the random state and the step.
+
+    Args:
+        config: the run's :class:`ParamTrainConfig`.
+        dataset: a segment dataset in stem mode (:func:`cloner.training.open_training_data`
+            takes this config too).
+        device: where the models and the effects run.
+        encoder: the frozen encoder (default ``fxencoder.load(config.encoder)``).
+
+    Raises:
+        ValueError: an encoder whose embedding size or rate is not the controller's, a dataset
+            at another rate.
+    """
+
+    def __init__(
+        self,
+        config: ParamTrainConfig,
+        dataset: Any,
+        device: str | torch.device = "cpu",
+        encoder: torch.nn.Module | None = None,
+    ) -> None:
+        import fxencoder
+
+        self.config = config
+        self.device = torch.device(device)
+        self.rank, self.world = _distributed()
+        self.model_config = config.model_config()
+        self.chain = config.chain_config()
+        given = encoder is not None
+        if encoder is None:
+            encoder = fxencoder.load(config.encoder, self.device)
+        self.encoder = encoder.to(self.device).eval().requires_grad_(False)
+        cfg = getattr(self.encoder, "config", None)
+        dim = getattr(cfg, "embed_dim", None)
+        if dim is not None and dim != self.model_config.embed_dim:
+            raise ValueError(
+                f"the encoder's embeddings have {dim} dimensions but the controller's embed_dim "
+                f"is {self.model_config.embed_dim}: set model_overrides={{'embed_dim': {dim}}}"
+            )
+        rate = getattr(cfg, "sample_rate", None)
+        if rate is not None and int(rate) != self.model_config.sample_rate:
+            raise ValueError(
+                f"the encoder runs at {rate} Hz but the controller at "
+                f"{self.model_config.sample_rate} Hz"
+            )
+        record = (
+            {"source": config.encoder, "sha256": None, "embed_dim": dim}
+            if given
+            else encoder_record(config.encoder, dim)
+        )
+        #: The encoder as checkpoints record it (source, file SHA-256, size, weights digest).
+        self.encoder_info = {
+            **record,
+            "digest": weights_digest(self.encoder),
+            "config": asdict(cfg) if cfg is not None else None,
+        }
+        data_rate = getattr(dataset, "sample_rate", self.model_config.sample_rate)
+        if int(data_rate) != self.model_config.sample_rate:
+            raise ValueError(
+                f"the dataset is at {data_rate} Hz but the controller runs at "
+                f"{self.model_config.sample_rate} Hz"
+            )
+        torch.manual_seed(config.seed)
+        self.model = ParamController(self.model_config).to(self.device)
+        self.module: torch.nn.Module = self.model
+        if self.world > 1:
+            self.module = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.criterion = MultiScaleSpectralLoss(config.fft_sizes)
+        self.gen = torch.Generator().manual_seed(config.seed + _RANK_SEED_STRIDE * self.rank)
+        self.dataset = dataset
+        self.step_count = 0
+        #: The first items of the last step's batch (input, reference, output, target) when
+        #: :meth:`step` was asked to keep them.
+        self.examples: dict[str, Tensor] | None = None
+
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to ``0.1 × lr`` at ``steps``."""
+        c = self.config
+        if step < c.warmup_steps:
+            return c.lr * (step + 1) / c.warmup_steps
+        progress = min(1.0, (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps))
+        return c.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def _normalizer(self, audio: Tensor, stems: list[str]) -> Tensor:
+        return level_segments(audio, stems, self.model_config.sample_rate)
+
+    @torch.no_grad()
+    def make_batch(self) -> dict[str, Any]:
+        """Draw triplets, embed input and reference, measure their features, map the drawn
+        chains into the controller's space."""
+        from fxdata.triplets import draw_triplets
+
+        c = self.config
+        trip = draw_triplets(
+            self.dataset, c.batch_size, generator=self.gen, device=self.device,
+            normalizer=self._normalizer if c.fxnorm else None, config=self.chain,
+        )  # fmt: skip
+        reference = _crop(trip.b2, self.gen, c.ref_crop_min)
+        rate = self.model_config.sample_rate
+        u_star, mask = target_normalized(trip.params, self.model.space)
+        batch: dict[str, Any] = {
+            "input": trip.a1, "target": trip.a2, "reference": reference,
+            "stems": list(trip.stems), "emb_input": self.encoder(trip.a1),
+            "emb_reference": self.encoder(reference), "target_params": u_star.to(self.device),
+            "param_mask": mask.to(self.device), "triplets": trip,
+        }  # fmt: skip
+        if self.model_config.use_features:
+            batch["feat_input"] = audio_features(trip.a1, rate)
+            batch["feat_reference"] = audio_features(reference, rate)
+        if c.feature_weight > 0:
+            batch["target_features"] = audio_features(trip.a2, rate)
+        if c.embedding_weight > 0:
+            batch["target_embedding"] = self.encoder(trip.a2)
+        return batch
+
+    def predict(self, batch: Mapping[str, Any]) -> Tensor:
+        """The controller's ``(batch, 24)`` output for a batch."""
+        feats = {k: batch[k] for k in ("feat_input", "feat_reference") if k in batch}
+        return self.module(batch["emb_input"], batch["emb_reference"], batch["stems"], **feats)
+
+    def losses(
+        self, y: Tensor, batch: Mapping[str, Any], u: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """The loss terms of an output ``y`` (and parameters ``u``) and their weighted
+        ``total``; a term whose weight is 0 is computed without gradients (for the logs)."""
+        c = self.config
+        rate = self.model_config.sample_rate
+        target = batch["target"]
+        terms = self.criterion.terms(y, target)
+        out = {"mss_lr": terms["lr"], "mss_ms": terms["ms"]}
+        total = c.mss_lr_weight * terms["lr"] + c.mss_ms_weight * terms["ms"]
+        if c.embedding_weight > 0:
+            ref = batch.get("target_embedding")
+            out["embedding"] = embedding_loss(self.encoder, y, ref if ref is not None else target)
+            total = total + c.embedding_weight * out["embedding"]
+        if c.feature_weight > 0:
+            ref = batch.get("target_features")
+            if ref is None:
+                ref = audio_features(target, rate)
+            out["features"] = feature_distance(audio_features(y, rate), ref, rate).mean()
+            total = total + c.feature_weight * out["features"]
+        if u is not None:
+            mask = batch["param_mask"]
+            err = (mask * (u - batch["target_params"]).abs()).sum() / mask.sum().clamp_min(1.0)
+            out["params"] = err
+            if c.param_weight > 0:
+                total = total + c.param_weight * err
+        out["total"] = total
+        return out
+
+    def step(
+        self,
+        batch: Mapping[str, Any] | None = None,
+        *,
+        measure_input: bool = True,
+        keep_examples: bool = False,
+    ) -> dict[str, float]:
+        """One optimization step on a fresh batch (or on ``batch``); returns the figures to log.
+
+        Args:
+            batch: a :meth:`make_batch` output to train on instead of drawing one.
+            measure_input: also compute the audio loss terms of the input unchanged.
+            keep_examples: keep the first items of the batch and the output in
+                :attr:`examples`.
+        """
+        start = time.perf_counter()
+        lr = self.lr_at(self.step_count)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if batch is None:
+            batch = self.make_batch()
+        made = time.perf_counter()
+        self.model.train()
+        u = self.predict(batch)
+        y = render(u, batch["input"], self.model_config.sample_rate, stems=batch["stems"])
+        terms = self.losses(y, batch, u)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.step_count += 1
+        trained = time.perf_counter()
+        logs = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
+        if measure_input:
+            with torch.no_grad():
+                unchanged = self.losses(batch["input"], batch)
+            logs.update({f"input_unchanged/{k}": float(v) for k, v in unchanged.items()})
+            logs["loss/relative"] = logs["loss/total"] / max(logs["input_unchanged/total"], 1e-12)
+        if keep_examples:
+            k = min(2, y.shape[0])
+            self.examples = {
+                "input": batch["input"][:k].detach().cpu().clone(),
+                "reference": batch["reference"][:k].detach().cpu().clone(),
+                "output": y[:k].detach().cpu().clone(),
+                "target": batch["target"][:k].detach().cpu().clone(),
+            }
+        done = time.perf_counter()
+        n, samples = batch["input"].shape[0], batch["input"].shape[-1]
+        seconds = n * samples / self.model_config.sample_rate
+        logs.update({
+            "lr": lr, "grad_norm": float(grad_norm), "time/batch_s": made - start,
+            "time/train_s": trained - made, "time/step_s": done - start,
+            "throughput/items_per_s": n / (done - start),
+            "throughput/audio_x_realtime": seconds / (done - start),
+        })  # fmt: skip
+        return logs
+
+    # -- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a bit-exact resume needs (this process's random state)."""
+        return {
+            "format": TRAIN_FORMAT,
+            "config": asdict(self.model_config),
+            "train_config": self.config.to_dict(),
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step_count,
+            "rng": self.gen.get_state(),
+            "encoder": dict(self.encoder_info),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (the model config and the encoder must match)."""
+        if state.get("format") != TRAIN_FORMAT:
+            raise ValueError(
+                f"not a controller training checkpoint (format {state.get('format')!r})"
+            )
+        if ParamControllerConfig.from_dict(state["config"]) != self.model_config:
+            raise ValueError("the checkpoint's controller config differs from this run's")
+        saved = state.get("encoder") or {}
+        if saved.get("digest") != self.encoder_info["digest"]:
+            raise ValueError(
+                f"the checkpoint was trained with another encoder ({saved.get('source')!r}, "
+                f"weights {str(saved.get('digest'))[:12]}…) than this run's "
+                f"({self.encoder_info['source']!r}, {self.encoder_info['digest'][:12]}…)"
+            )
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step_count = int(state["step"])
+        self.gen.set_state(state["rng"])
+
+    def save(self, path: str | Path) -> None:
+        """Write a checkpoint atomically (rank 0 writes every rank's random state)."""
+        state = self.state_dict()
+        if self.world > 1:
+            rngs: list[Any] = [None] * self.world
+            torch.distributed.all_gather_object(rngs, self.gen.get_state())
+            state["rng_ranks"] = rngs
+            if self.rank != 0:
+                return
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    def resume(self, path: str | Path) -> None:
+        """Continue from a checkpoint written by :meth:`save`."""
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:
+            raise ValueError(f"cannot read checkpoint {path}: {err}") from None
+        if not isinstance(state, Mapping):
+            raise ValueError(f"{path} is not a controller training checkpoint")
+        if "rng_ranks" in state:
+            ranks = state["rng_ranks"]
+            if len(ranks) != self.world:
+                raise ValueError(
+                    f"checkpoint {path} was written by {len(ranks)} processes, this run has "
+                    f"{self.world}"
+                )
+            state = {**state, "rng": ranks[self.rank]}
+        self.load_state_dict(state)
