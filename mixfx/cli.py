@@ -16,6 +16,8 @@ Commands:
     and style retrieval on held-out songs (:mod:`fxencoder.evaluation`).
     ``mixfx train-cloner --data DIR --out RUN --encoder PATH``: train the style-transfer
     network (:mod:`cloner.training`).
+    ``mixfx train-params --data DIR --out RUN --encoder PATH``: train the parameter controller
+    of parametric style transfer (:mod:`cloner.parametric_training`).
     ``mixfx eval-transfer --cloner PATH --data DIR --out OUT``: style transfer on held-out
     songs against input unchanged and the naive match EQ (:mod:`cloner.evaluation`).
     ``mixfx transfer INPUT REFERENCE -o OUT.wav``: convert a mix or a folder of stems to the
@@ -45,6 +47,7 @@ from mixfx.commands import (
     fxnorm_stats,
     train_cloner,
     train_encoder,
+    train_params,
     transfer,
     version,
 )
@@ -60,6 +63,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     corpus,
     train_encoder,
     train_cloner,
+    train_params,
     eval_encoder,
     eval_transfer,
     transfer,
