@@ -236,6 +236,11 @@ class ParamTrainer:
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.criterion = MultiScaleSpectralLoss(config.fft_sizes)
+        #: Whether any audio term trains (else only the parameter loss: no rendering needed).
+        self.audio_loss = (
+            config.mss_lr_weight + config.mss_ms_weight + config.embedding_weight
+            + config.feature_weight > 0
+        )  # fmt: skip
         self.gen = torch.Generator().manual_seed(config.seed + _RANK_SEED_STRIDE * self.rank)
         self.dataset = dataset
         self.step_count = 0
@@ -310,13 +315,18 @@ class ParamTrainer:
             out["features"] = feature_distance(audio_features(y, rate), ref, rate).mean()
             total = total + c.feature_weight * out["features"]
         if u is not None:
-            mask = batch["param_mask"]
-            err = (mask * (u - batch["target_params"]).abs()).sum() / mask.sum().clamp_min(1.0)
-            out["params"] = err
-            if c.param_weight > 0:
-                total = total + c.param_weight * err
+            params = self.param_terms(u, batch)
+            out["params"] = params["params"]
+            total = total + params["total"]
         out["total"] = total
         return out
+
+    def param_terms(self, u: Tensor, batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        """``{"params": mean(mask · |u − u*|) over the unmasked entries, "total": its weighted
+        value}``."""
+        mask = batch["param_mask"]
+        err = (mask * (u - batch["target_params"]).abs()).sum() / mask.sum().clamp_min(1.0)
+        return {"params": err, "total": self.config.param_weight * err}
 
     def step(
         self,
@@ -342,8 +352,18 @@ class ParamTrainer:
         made = time.perf_counter()
         self.model.train()
         u = self.predict(batch)
-        y = render(u, batch["input"], self.model_config.sample_rate, stems=batch["stems"])
-        terms = self.losses(y, batch, u)
+        rate = self.model_config.sample_rate
+        if self.audio_loss:
+            y = render(u, batch["input"], rate, stems=batch["stems"])
+            terms = self.losses(y, batch, u)
+        else:  # the parameter loss alone: render (without gradients) only to log or listen
+            terms = self.param_terms(u, batch)
+            y = None
+            if measure_input or keep_examples:
+                with torch.no_grad():
+                    y = render(u.detach(), batch["input"], rate, stems=batch["stems"])
+                    audio = self.losses(y, batch)
+                terms = {**{k: v for k, v in audio.items() if k != "total"}, **terms}
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -355,8 +375,9 @@ class ParamTrainer:
             with torch.no_grad():
                 unchanged = self.losses(batch["input"], batch)
             logs.update({f"input_unchanged/{k}": float(v) for k, v in unchanged.items()})
-            logs["loss/relative"] = logs["loss/total"] / max(logs["input_unchanged/total"], 1e-12)
-        if keep_examples:
+            if logs["input_unchanged/total"] > 0:  # 0 when only the parameter loss trains
+                logs["loss/relative"] = logs["loss/total"] / logs["input_unchanged/total"]
+        if keep_examples and y is not None:
             k = min(2, y.shape[0])
             self.examples = {
                 "input": batch["input"][:k].detach().cpu().clone(),
