@@ -65,6 +65,7 @@ __all__ = [
     "item_measures",
     "make_items",
     "match_eq_method",
+    "params_method",
     "results_markdown",
     "separate_items",
 ]
@@ -225,6 +226,67 @@ def cloner_method(cloner: Any, encoder: Any, *, batch: int = 8) -> Method:
             return torch.cat(outs)
         finally:
             cloner.train(was)
+
+    return run
+
+
+def params_method(
+    controller: Any,
+    encoder: Any,
+    *,
+    refine: int = 0,
+    lr: float = 0.05,
+    refine_from: str = "prediction",
+    batch: int = 8,
+    record: dict[str, list[Tensor]] | None = None,
+) -> Method:
+    """Parametric transfer (:mod:`cloner.parametric`): one fxdsp chain per item, predicted by
+    ``controller`` from ``encoder``'s embeddings (and features) of input and reference, then
+    optionally ``refine`` gradient steps towards the reference (on the whole segment), from the
+    prediction or, with ``refine_from="neutral"``, from the neutral chain (``controller`` may
+    then be None). The chain is rendered on the whole segment.
+
+    Args:
+        controller: a :class:`cloner.parametric.ParamController` (or None from neutral).
+        encoder: its encoder (the items' rate must be the encoder's when refining).
+        refine: refinement steps (0: the prediction alone).
+        lr: the refinement's learning rate.
+        refine_from: ``"prediction"`` or ``"neutral"``.
+        batch: items per call.
+        record: when given, the normalized parameters of each call are appended to
+            ``record[stem]`` (for the parameter-recovery table).
+    """
+    from cloner import parametric as pm
+
+    if refine_from not in ("prediction", "neutral"):
+        raise ValueError(f"refine_from must be 'prediction' or 'neutral', got {refine_from!r}")
+    if refine_from == "neutral" and refine < 1:
+        raise ValueError("refining from the neutral chain needs refine >= 1 steps")
+    if refine_from == "prediction" and controller is None:
+        raise ValueError("the prediction needs a controller")
+
+    def run(x: Tensor, r: Tensor, stem: str, sample_rate: int) -> Tensor:
+        outs, params = [], []
+        for i in range(0, x.shape[0], batch):
+            xi, ri = x[i : i + batch], r[i : i + batch]
+            stems = [stem] * xi.shape[0]
+            if refine_from == "neutral":
+                u = pm.neutral_normalized(batch=len(xi))
+            else:
+                u = pm.predict(controller, encoder, xi, sample_rate, ri, sample_rate, stems)
+            if refine > 0:
+                device = next(encoder.parameters()).device
+                with torch.no_grad():
+                    e_ref = encoder.embed(ri, sample_rate)
+                    f_ref = pm.audio_features(ri.float(), sample_rate)
+                u = pm.refine(u, xi.to(device), sample_rate, encoder, e_ref, f_ref.to(device),
+                              steps=refine, lr=lr, stems=stems).params  # fmt: skip
+            with torch.no_grad():
+                outs.append(pm.render(u, xi, sample_rate, stems=stems).cpu())
+            params.append(u.cpu())
+        if record is not None:
+            record.setdefault(stem, []).append(torch.cat(params))
+        return torch.cat(outs)
 
     return run
 

@@ -11,6 +11,11 @@ method's output and the target for a few items) and those items as WAV files und
 With ``--separator-weights`` the evaluation is also run on the *mixture path*: each item's
 input stems are summed to a mix, separated by Demucs, and every method converts the separated
 stems (``results.md``'s second part; the targets stay the true stems through the chains).
+
+With ``--params PATH`` (a parameter-controller checkpoint, :mod:`cloner.parametric`) the table
+gains the parametric rows: the controller's prediction alone, prediction + ``--params-refine``
+steps of refinement, and refinement from the neutral chain; ``results.md`` ends with the
+parameter recovery on the drawn styles (:mod:`cloner.parametric_eval`).
 """
 
 from __future__ import annotations
@@ -75,6 +80,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--no-match-eq", action="store_true", help="leave out the match-EQ baseline")
     p.add_argument(
+        "--params", metavar="[LABEL=]PATH", action="append", default=[],
+        help="a parameter-controller checkpoint (parametric transfer), optionally labelled "
+        "(repeatable): rows for its prediction and prediction + refinement, one row of "
+        "refinement from the neutral chain, and a parameter-recovery table",
+    )  # fmt: skip
+    p.add_argument(
+        "--params-refine", type=number_in_range(int, 0, 10000, "refinement steps"), default=20,
+        help="refinement steps of the parametric rows (default 20; 0: the prediction alone)",
+    )  # fmt: skip
+    p.add_argument(
+        "--params-lr", type=number_in_range(float, 1e-6, 1.0, "refinement learning rate"),
+        default=0.05, help="the refinement's learning rate (default 0.05)",
+    )  # fmt: skip
+    p.add_argument(
         "--separator-weights", metavar="PATH", default=None,
         help="a local Demucs checkpoint: also evaluate the mixture path through separation",
     )  # fmt: skip
@@ -130,13 +149,16 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--cloner: label(s) {dupes} given twice; name them with LABEL=PATH")
     models = {label: cloner.load(path, device=args.device) for label, path in specs}
     infos = {label: read_info(path) for label, path in specs}
+    controllers, controller_encoders = _load_controllers(args)
     if specs:
         encoder = load_encoder_for(infos[labels[0]], args.encoder, device=args.device)
+    elif controllers:
+        encoder = next(iter(controller_encoders.values()))
     elif args.encoder:
         encoder = fxencoder.load(args.encoder, device=args.device)
     else:
         encoder = None
-    rates = {m.config.sample_rate for m in models.values()}
+    rates = {m.config.sample_rate for m in [*models.values(), *controllers.values()]}
     if len(rates) > 1:
         raise CLIError(f"--cloner: the cloners run at different rates {sorted(rates)}")
     sample_rate = rates.pop() if rates else 44100
@@ -146,6 +168,23 @@ def run(args: argparse.Namespace) -> int:
     for label, model in models.items():
         enc = load_encoder_for(infos[label], args.encoder, device=args.device)
         methods[f"cloner {label}"] = ev.cloner_method(model, enc)
+    recorded: dict[str, dict[str, list[Any]]] = {}
+    for label, controller in controllers.items():
+        enc = controller_encoders[label]
+        rows = [(f"params {label}", 0)]
+        if args.params_refine > 0:
+            rows.append((f"params {label} + refine {args.params_refine}", args.params_refine))
+        for name, steps in rows:
+            recorded[name] = {}
+            methods[name] = ev.params_method(controller, enc, refine=steps, lr=args.params_lr,
+                                             record=recorded[name])  # fmt: skip
+    if controllers and args.params_refine > 0:
+        name = f"refine from neutral {args.params_refine}"
+        recorded[name] = {}
+        methods[name] = ev.params_method(
+            None, next(iter(controller_encoders.values())), refine=args.params_refine,
+            lr=args.params_lr, refine_from="neutral", record=recorded[name],
+        )  # fmt: skip
 
     segments = load_segments(
         args.data, args.split, seconds=args.seconds, songs=args.songs, sample_rate=sample_rate,
@@ -201,6 +240,14 @@ def run(args: argparse.Namespace) -> int:
                 _examples(its, outputs, out, sf, atomic_write)
     finally:
         bar.close()
+    if recorded:
+        from cloner.parametric_eval import param_recovery, recovery_markdown, style_chains
+
+        chains = style_chains(items, args.seed, chain)
+        first = {name: {stem: calls[0] for stem, calls in per.items()} for name, per in
+                 recorded.items()}  # fmt: skip
+        results["param_recovery"] = param_recovery(first, chains, items.sample_rate, chain)
+        markdown.append(recovery_markdown(results["param_recovery"]))
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=_json_default))
     atomic_write_text(out / "results.md", "\n".join(markdown))
     stems = results["stems"]["methods"]
@@ -208,6 +255,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"mixfx eval-transfer: {len(items)} items; mix L_MSS L&R: {summary}")
     print(f"mixfx eval-transfer: wrote {out / 'results.json'}, results.md, spectra.png")
     return 0
+
+
+def _load_controllers(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--params``: ``({label: controller}, {label: its encoder})``."""
+    from cloner import parametric as pm
+
+    specs = [_parse_labelled(t) for t in args.params]
+    labels = [label for label, _ in specs]
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise CLIError(f"--params: label(s) {dupes} given twice; name them with LABEL=PATH")
+    controllers, encoders = {}, {}
+    for label, path in specs:
+        controllers[label] = pm.load_controller(path, device=args.device)
+        info = pm.read_controller_info(path)
+        encoders[label] = pm.load_encoder_for_controller(info, args.encoder, device=args.device)
+    return controllers, encoders
 
 
 def _examples(items: Any, outputs: dict[str, Any], out: Path, sf: Any, atomic_write: Any) -> None:

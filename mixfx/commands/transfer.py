@@ -18,6 +18,17 @@ the encoder the one its checkpoint records, unless ``--encoder`` says otherwise.
 input`` copies the input stems unchanged (the "no processing" baseline, through the same
 separation and summing). Every output is complete or absent: all audio is computed before the
 first file is written, and each file is written atomically.
+
+``--method params`` is parametric transfer (:mod:`cloner.parametric`): a controller
+(``--controller PATH``, with the encoder its checkpoint records) predicts one fxdsp chain per
+stem (EQ, compressor, pan, imager, reverb, gain) from the input stem and the reference's
+matching stem, ``--refine N`` refines it by N gradient steps towards the reference's embedding
+and audio features (``--refine-from neutral`` starts from the neutral chain and needs no
+controller), and each chain is applied to its whole stem at once (no seams). ``--weight`` blends
+the two references' predicted *parameters*; ``--segments`` is not available (a chain per
+segment would need a cross-fade between chains). ``--save-preset FILE`` writes the chains as a
+JSON preset (values with units, the RMS-match gains measured on this input) and prints them;
+``--preset FILE`` applies a saved preset to the input instead (REFERENCE is then not read).
 """
 
 from __future__ import annotations
@@ -75,9 +86,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--method",
-        choices=("cloner", "input"),
+        choices=("cloner", "input", "params"),
         default="cloner",
-        help="cloner: the style-transfer network (default); input: stems unchanged",
+        help="cloner: the style-transfer network (default); input: stems unchanged; params: "
+        "one predicted fxdsp chain per stem (--controller, --refine, --preset)",
     )
     p.add_argument(
         "--cloner",
@@ -129,6 +141,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="longest window of the network in seconds (default: auto)",
     )
+    p.add_argument(
+        "--controller", metavar="PATH", default=None,
+        help="--method params: the parameter-controller checkpoint (mixfx train-params)",
+    )  # fmt: skip
+    p.add_argument(
+        "--refine", type=number_in_range(int, 0, 100000, "refinement steps"), default=0,
+        help="--method params: gradient steps of refinement towards the reference (default 0)",
+    )  # fmt: skip
+    p.add_argument(
+        "--refine-from", choices=("prediction", "neutral"), default="prediction",
+        help="--method params: refine the prediction (default) or the neutral chain",
+    )  # fmt: skip
+    p.add_argument(
+        "--refine-lr", type=number_in_range(float, 1e-6, 1.0, "learning rate"), default=0.05,
+        help="--method params: the refinement's learning rate (default 0.05)",
+    )  # fmt: skip
+    p.add_argument(
+        "--save-preset", metavar="FILE", type=Path, default=None,
+        help="--method params: write the chains as a JSON preset and print them",
+    )  # fmt: skip
+    p.add_argument(
+        "--preset", metavar="FILE", type=Path, default=None,
+        help="--method params: apply this saved preset instead of predicting",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
 
@@ -233,11 +269,83 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CLIError(
             "--interpolate needs exactly one of --segments N (interpolation) or --weight w (blend)"
         )
+    _check_params_args(args)
     out: Path = args.output
     if out.is_dir():
         raise CLIError(f"the output {out} is a folder; give a file name (-o out.wav)")
     if out.suffix.lower() not in _AUDIO_SUFFIXES:
         raise CLIError(f"the output {out} must end in .wav or .flac")
+
+
+def _check_params_args(args: argparse.Namespace) -> None:
+    given = [
+        name for name, value in (
+            ("--controller", args.controller), ("--refine", args.refine or None),
+            ("--save-preset", args.save_preset), ("--preset", args.preset),
+        ) if value is not None
+    ]  # fmt: skip
+    if args.method != "params":
+        if given:
+            raise CLIError(f"{', '.join(given)}: only with --method params")
+        return
+    if args.segments is not None:
+        raise CLIError(
+            "--segments is not available with --method params (use --weight to blend the two "
+            "references' parameters)"
+        )
+    if args.preset is not None:
+        if args.controller or args.refine or args.interpolate is not None:
+            raise CLIError(
+                "--preset applies a saved chain: no --controller, --refine or --interpolate"
+            )
+        if args.save_preset is not None:
+            raise CLIError("--preset and --save-preset: the preset is already saved")
+    elif args.controller is None and not (args.refine > 0 and args.refine_from == "neutral"):
+        raise CLIError(
+            "--method params needs --controller PATH (or --preset FILE, or --refine N "
+            "--refine-from neutral)"
+        )
+    elif args.refine_from == "neutral" and args.interpolate is not None:
+        raise CLIError("--refine-from neutral refines towards one reference: no --interpolate")
+
+
+def _params(
+    args: argparse.Namespace, parts: dict[str, Any], rate: int, stems: dict[str, Any],
+    device: Any, progress: bool,
+) -> tuple[dict[str, Any], Any, Any]:  # fmt: skip
+    """``--method params``: ``(stems, mix, preset)``."""
+    import torch
+
+    from cloner import parametric as pm
+    from cloner.presets import Preset, apply_preset
+
+    if args.preset is not None:
+        preset = Preset.load(args.preset)
+        out_stems = apply_preset(preset, parts, rate, progress=progress)
+        return out_stems, torch.stack(list(out_stems.values())).sum(0), None
+    controller = None
+    if args.controller is not None:
+        info = pm.read_controller_info(args.controller)
+        controller = pm.load_controller(args.controller, device=device)
+        encoder = pm.load_encoder_for_controller(info, args.encoder, device=device)
+    else:
+        import fxencoder
+
+        encoder = fxencoder.load(args.encoder or "default", device=device)
+    ref, ref_rate = stems["reference"]
+    ref_b, ref_b_rate = stems.get("reference_b", (None, None))
+    result = pm.transfer_params(
+        controller, encoder, parts, rate, ref, ref_rate, reference_b=ref_b,
+        reference_b_rate=ref_b_rate, weight=args.weight, refine_steps=args.refine,
+        refine_lr=args.refine_lr, refine_from=args.refine_from, progress=progress,
+    )  # fmt: skip
+    source = f"mixfx transfer --method params: controller {args.controller}"
+    if args.refine:
+        source += f", {args.refine} refinement steps from the {args.refine_from}"
+    preset = Preset.from_normalized(result.params, list(parts), rate, source=source)
+    if args.save_preset is not None:
+        preset = preset.with_levels(parts, rate)
+    return result.stems, result.mix, preset
 
 
 def run(args: argparse.Namespace) -> int:
@@ -255,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
 
     songs = {"input": read_song(args.input, "input")}
-    if args.method == "cloner":
+    if args.method == "cloner" or (args.method == "params" and args.preset is None):
         songs["reference"] = read_song(args.reference, "reference")
         if args.interpolate is not None:
             songs["reference_b"] = read_song(args.interpolate, "second reference")
@@ -288,7 +396,10 @@ def run(args: argparse.Namespace) -> int:
             stems[key] = audio, rate
 
     parts, rate = stems["input"]
-    if args.method == "input":
+    preset = None
+    if args.method == "params":
+        out_stems, mix, preset = _params(args, parts, rate, stems, device, progress)
+    elif args.method == "input":
         length = max(x.shape[-1] for x in parts.values())
         out_stems = {
             k: torch.nn.functional.pad(x.expand(2, -1), (0, length - x.shape[-1]))
@@ -320,6 +431,10 @@ def run(args: argparse.Namespace) -> int:
         for name, audio in out_stems.items():
             _write(stem_dir / f"{name}{out.suffix.lower()}", audio, rate)
     _write(out, mix, rate)
+    if args.save_preset is not None and preset is not None:
+        preset.save(args.save_preset)
+        print(preset.describe())
+        print(f"mixfx transfer: wrote the preset {args.save_preset}")
     seconds = mix.shape[-1] / rate
     peak = float(mix.abs().max())
     peak_db = 20 * math.log10(peak) if peak > 0 else -math.inf

@@ -1,0 +1,270 @@
+"""Parametric transfer end to end: ``cloner.parametric.transfer_params``, ``mixfx transfer
+--method params`` (prediction, refinement, blend, presets), the evaluation's parametric rows and
+the parameter recovery (tiny encoder, tiny controller with random weights, 1-s stems)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from scipy.signal import lfilter
+
+import fxdsp
+import fxencoder
+from cloner import evaluation as ev
+from cloner import parametric as pm
+from cloner.api import encoder_record
+from cloner.parametric_eval import param_recovery, recovery_markdown, style_chains
+from cloner.presets import Preset
+from fxdsp.registry import STEMS
+from fxencoder import FXEncoder, FXEncoderConfig
+from fxencoder.evaluation import load_segments
+from mixfx.cli import main
+from mixfx.commands.transfer import read_song
+
+RATE = 48000  # the input's rate is not the encoder's: outputs come back at 48 kHz
+SR = 44100
+SHORT_REVERB = {"ranges": {"reverb.rt60_s": [0.1, 0.3], "reverb.predelay_ms": [0.0, 5.0]}}
+
+
+def _coloured(rng: np.random.Generator, n: int, level: float = 0.05) -> np.ndarray:
+    a = rng.uniform(0.3, 0.95)
+    x = lfilter([1 - a], [1, -a], rng.standard_normal(n))
+    return level * x / np.sqrt(np.mean(x**2))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("params")
+    torch.manual_seed(0)
+    enc = root / "enc.pt"
+    fxencoder.save(FXEncoder(FXEncoderConfig.preset("tiny")).eval(), enc)
+    model = pm.ParamController(pm.ParamControllerConfig.preset("tiny"))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=gen))
+    ctl = root / "ctl.pt"
+    pm.save_controller(model, ctl, encoder=encoder_record(enc, 16))
+    rng = np.random.default_rng(0)
+    out = {"enc": enc, "ctl": ctl}
+    for name, rate in (("input", RATE), ("ref", SR), ("ref_b", SR)):
+        folder = root / name
+        folder.mkdir()
+        for stem in STEMS:
+            x = _coloured(rng, rate)
+            sf.write(folder / f"{stem}.wav", np.stack([x, 0.7 * x], 1), rate, subtype="FLOAT")
+        out[name] = folder
+    return out
+
+
+def _library(env: dict[str, Path], **kw):
+    _, parts, rate = read_song(env["input"], "input")
+    _, ref, ref_rate = read_song(env["ref"], "reference")
+    controller = pm.load_controller(env["ctl"])
+    encoder = fxencoder.load(env["enc"])
+    return pm.transfer_params(controller, encoder, parts, rate, ref, ref_rate, **kw), parts
+
+
+def test_prediction_end_to_end_equals_the_library(env: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out.wav"
+    code = main(["transfer", str(env["input"]), str(env["ref"]), "-o", str(out), "--method",
+                 "params", "--controller", str(env["ctl"]), "--no-progress",
+                 "--save-stems"])  # fmt: skip
+    assert code == 0
+    audio, rate = sf.read(out, always_2d=True)
+    assert rate == RATE and audio.shape == (RATE, 2)
+    result, parts = _library(env)
+    assert np.abs(audio.T - result.mix.numpy()).max() < 1e-6
+    # the chains are not neutral (a random controller): the output differs from the input
+    stem, _ = sf.read(tmp_path / "out_stems" / "drums.wav", always_2d=True)
+    assert np.abs(stem.T - parts["drums"].numpy()).max() > 1e-3
+    assert np.abs(stem.T - result.stems["drums"].numpy()).max() < 1e-6
+
+
+def test_refine_save_preset_and_apply_it(
+    env: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, preset_path = tmp_path / "r.wav", tmp_path / "p.json"
+    code = main(["transfer", str(env["input"]), str(env["ref"]), "-o", str(out), "--method",
+                 "params", "--controller", str(env["ctl"]), "--refine", "1", "--save-preset",
+                 str(preset_path), "--no-progress"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "drums:" in printed and "compressor: threshold_db" in printed
+    preset = Preset.load(preset_path)
+    assert sorted(preset.stems) == sorted(STEMS) and preset.sample_rate == RATE
+    assert all(s.level_match_db is not None for s in preset.stems.values())
+    result, _ = _library(env, refine_steps=1)
+    assert result.refine is not None and bool((result.refine.best <= result.refine.losses[0]).all())
+    refined, _ = sf.read(out, always_2d=True)
+    assert np.abs(refined.T - result.mix.numpy()).max() < 1e-6
+    # the saved preset applied to the input gives the refined output
+    again = tmp_path / "again.wav"
+    code = main(["transfer", str(env["input"]), str(env["ref"]), "-o", str(again), "--method",
+                 "params", "--preset", str(preset_path), "--no-progress"])  # fmt: skip
+    assert code == 0
+    applied, _ = sf.read(again, always_2d=True)
+    assert np.abs(applied - refined).max() < 1e-5 * max(1.0, np.abs(refined).max())
+
+
+def test_refine_from_neutral_needs_no_controller(env: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "n.wav"
+    code = main(["transfer", str(env["input"]), str(env["ref"]), "-o", str(out), "--method",
+                 "params", "--refine", "1", "--refine-from", "neutral", "--encoder",
+                 str(env["enc"]), "--no-progress"])  # fmt: skip
+    assert code == 0
+    _, parts, rate = read_song(env["input"], "input")
+    _, ref, ref_rate = read_song(env["ref"], "reference")
+    result = pm.transfer_params(None, fxencoder.load(env["enc"]), parts, rate, ref, ref_rate,
+                                refine_steps=1, refine_from="neutral")  # fmt: skip
+    assert torch.equal(result.predicted, pm.neutral_normalized(batch=4))
+    audio, _ = sf.read(out, always_2d=True)
+    assert np.abs(audio.T - result.mix.numpy()).max() < 1e-6
+
+
+def test_blend_interpolates_the_parameters(env: dict[str, Path]) -> None:
+    _, parts, rate = read_song(env["input"], "input")
+    _, ref, ref_rate = read_song(env["ref"], "reference")
+    _, ref_b, _ = read_song(env["ref_b"], "reference")
+    controller, encoder = pm.load_controller(env["ctl"]), fxencoder.load(env["enc"])
+    a = pm.transfer_params(controller, encoder, parts, rate, ref, ref_rate)
+    b = pm.transfer_params(controller, encoder, parts, rate, ref_b, ref_rate)
+    mid = pm.transfer_params(controller, encoder, parts, rate, ref, ref_rate, reference_b=ref_b,
+                             weight=0.25)  # fmt: skip
+    assert torch.allclose(mid.params, 0.25 * a.params + 0.75 * b.params, atol=1e-6)
+    assert not torch.allclose(a.params, b.params, atol=1e-3)
+
+
+def test_silent_stem_stays_silent(env: dict[str, Path]) -> None:
+    _, parts, rate = read_song(env["input"], "input")
+    _, ref, ref_rate = read_song(env["ref"], "reference")
+    parts = {**parts, "bass": torch.zeros(2, rate)}
+    result = pm.transfer_params(pm.load_controller(env["ctl"]), fxencoder.load(env["enc"]), parts,
+                                rate, ref, ref_rate)  # fmt: skip
+    assert float(result.stems["bass"].abs().max()) == 0.0
+    assert bool(torch.isfinite(result.mix).all())
+
+
+def test_usage_errors(
+    env: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["transfer", str(env["input"]), str(env["ref"]), "-o", str(tmp_path / "x.wav"),
+            "--no-progress"]  # fmt: skip
+    cases = [
+        (["--method", "params"], "needs --controller"),
+        (["--method", "params", "--controller", str(env["ctl"]), "--interpolate",
+          str(env["ref_b"]), "--segments", "3"], "--segments is not available"),
+        (["--save-preset", str(tmp_path / "p.json")], "only with --method params"),
+        (["--method", "params", "--preset", str(tmp_path / "p.json"), "--refine", "2"],
+         "no --controller, --refine"),
+        (["--method", "params", "--preset", str(tmp_path / "missing.json")], "cannot read preset"),
+        (["--method", "params", "--controller", str(tmp_path / "missing.pt")],
+         "no controller checkpoint"),
+    ]  # fmt: skip
+    for extra, message in cases:
+        code = main([*base, *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(err) == 1 and message in err[0], (extra, err)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("songs")
+    rng = np.random.default_rng(0)
+    n = round(1.5 * SR)
+    for t in range(3):
+        folder = root / "test" / f"song{t}"
+        folder.mkdir(parents=True)
+        for stem in STEMS:
+            x = _coloured(rng, n)
+            sf.write(folder / f"{stem}.wav", np.stack([x, 0.8 * x], 1), SR, subtype="FLOAT")
+    return root
+
+
+@pytest.fixture(scope="module")
+def items(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> ev.TransferItems:
+    segments = load_segments(dataset, "test", seconds=1.0, sample_rate=SR, fxnorm=True,
+                             cache_dir=tmp_path_factory.mktemp("cache"))  # fmt: skip
+    chain = fxdsp.ChainConfig.from_dict(SHORT_REVERB).replace(sample_rate=float(SR))
+    return ev.make_items(segments, 2, seed=3, config=chain)
+
+
+def test_style_chains_are_the_items_chains(items: ev.TransferItems) -> None:
+    chain = fxdsp.ChainConfig.from_dict(SHORT_REVERB).replace(sample_rate=float(SR))
+    chains = style_chains(items, 3, chain)
+    for k, stem in enumerate(STEMS):
+        with torch.no_grad():
+            y = fxdsp.Manipulator(chains[stem])(items.inputs[:, k])
+        assert torch.equal(y, items.targets[:, k]), stem
+
+
+def test_param_recovery_closed_forms(items: ev.TransferItems) -> None:
+    """The drawn parameters themselves recover with zero error; the neutral and midpoint
+    baselines' errors are the mean distances computed here directly."""
+    chain = fxdsp.ChainConfig.from_dict(SHORT_REVERB).replace(sample_rate=float(SR))
+    chains = style_chains(items, 3, chain)
+    space = fxdsp.ParamSpace(pm.controller_chain(SR))
+    truth = {s: space.to_normalized(chains[s].values).float().clamp(0, 1) for s in STEMS}
+    rec = param_recovery({"oracle": truth}, chains, SR, chain)
+    names = [row["name"] for row in rec["columns"]]
+    assert names == list(space.names) and "eq.q[0]" not in names
+    gain = next(r for r in rec["columns"] if r["name"] == "gain.gain_db")
+    assert gain["oracle"] < 1e-4
+    on = torch.cat([chains[s].active[:, 5] for s in STEMS])
+    drawn = torch.cat([chains[s].values["gain.gain_db"].double() for s in STEMS])[on]
+    assert gain["n"] == int(on.sum())
+    assert gain["neutral (baseline)"] == pytest.approx(float(drawn.abs().mean()), abs=1e-4)
+    assert gain["midpoint (baseline)"] == pytest.approx(float((drawn - 1.5).abs().mean()), abs=1e-6)
+    md = recovery_markdown(rec)
+    assert "| gain.gain_db | dB |" in md and "oracle" in md
+
+
+def test_params_method_rows(items: ev.TransferItems) -> None:
+    torch.manual_seed(0)
+    encoder = FXEncoder(FXEncoderConfig.preset("tiny")).eval()
+    controller = pm.ParamController(pm.ParamControllerConfig.preset("tiny")).eval()
+    record: dict[str, list[torch.Tensor]] = {}
+    method = ev.params_method(controller, encoder, record=record)
+    x, r = items.inputs[:, 0], items.references[:, 0]
+    y = method(x, r, "drums", SR)
+    # an untrained controller is (almost) the neutral chain: the input, to within the edge
+    # columns' 0.01 (ratio 1.04:1, wet 1 %)
+    assert y.shape == x.shape and float((y - x).abs().max()) < 0.05 * float(x.abs().max())
+    assert record["drums"][0].shape == (len(items), 24)
+    refined = ev.params_method(None, encoder, refine=1, refine_from="neutral")
+    assert refined(x, r, "drums", SR).shape == x.shape
+    with pytest.raises(ValueError, match="needs refine"):
+        ev.params_method(None, encoder, refine_from="neutral")
+    with pytest.raises(ValueError, match="needs a controller"):
+        ev.params_method(None, encoder)
+
+
+def test_eval_transfer_command_with_params(
+    dataset: Path, env: dict[str, Path], tmp_path: Path
+) -> None:
+    (tmp_path / "chain.json").write_text(json.dumps(SHORT_REVERB))
+    out = tmp_path / "out"
+    code = main([
+        "eval-transfer", "--params", f"tiny={env['ctl']}", "--params-refine", "1", "--data",
+        str(dataset), "--out", str(out), "--styles", "1", "--seconds", "1.0", "--bootstrap", "20",
+        "--chain", str(tmp_path / "chain.json"), "--examples", "0", "--no-match-eq",
+        "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+    ])  # fmt: skip
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    rows = ["params tiny", "params tiny + refine 1", "refine from neutral 1"]
+    assert list(results["stems"]["methods"]) == [ev.INPUT, *rows]
+    rec = results["param_recovery"]
+    assert rec["methods"][:3] == rows
+    assert all(np.isfinite(row["params tiny"]) for row in rec["columns"] if row["n"])
+    md = (out / "results.md").read_text()
+    assert "| params tiny + refine 1 |" in md and "## Parameter recovery" in md
