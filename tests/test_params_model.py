@@ -163,7 +163,7 @@ def test_controller_starts_neutral_and_stays_in_range() -> None:
     with torch.no_grad():
         for p in c.parameters():
             p.add_(torch.randn_like(p) * 3)
-    u = c(e_in, e_ref, list(STEMS), f, f)
+    u = c(e_in, e_ref, list(STEMS), f, f).detach()
     assert float(u.min()) >= 0.0 and float(u.max()) <= 1.0
     assert torch.allclose(u[2:3], c(e_in[2:3], e_ref[2:3], ["other"], f[2:3], f[2:3]), atol=1e-6)
     assert c.names[14] == "compressor.ratio"

@@ -254,17 +254,19 @@ def test_eval_transfer_command_with_params(
     (tmp_path / "chain.json").write_text(json.dumps(SHORT_REVERB))
     out = tmp_path / "out"
     code = main([
-        "eval-transfer", "--params", f"tiny={env['ctl']}", "--params-refine", "1", "--data",
-        str(dataset), "--out", str(out), "--styles", "1", "--seconds", "1.0", "--bootstrap", "20",
+        "eval-transfer", "--params", f"tiny={env['ctl']}", "--params-refine", "0", "--data",
+        str(dataset), "--out", str(out), "--styles", "1", "--seconds", "0.5", "--bootstrap", "20",
+        "--songs", "2",
         "--chain", str(tmp_path / "chain.json"), "--examples", "0", "--no-match-eq",
         "--cache-dir", str(tmp_path / "cache"), "--no-progress",
     ])  # fmt: skip
     assert code == 0
     results = json.loads((out / "results.json").read_text())
-    rows = ["params tiny", "params tiny + refine 1", "refine from neutral 1"]
-    assert list(results["stems"]["methods"]) == [ev.INPUT, *rows]
+    # (the refined rows are the same Method factory, tested above; --params-refine 0 keeps
+    # this end-to-end run short)
+    assert list(results["stems"]["methods"]) == [ev.INPUT, "params tiny"]
     rec = results["param_recovery"]
-    assert rec["methods"][:3] == rows
+    assert rec["methods"] == ["params tiny", "midpoint (baseline)", "neutral (baseline)"]
     assert all(np.isfinite(row["params tiny"]) for row in rec["columns"] if row["n"])
     md = (out / "results.md").read_text()
-    assert "| params tiny + refine 1 |" in md and "## Parameter recovery" in md
+    assert "| params tiny |" in md and "## Parameter recovery" in md
