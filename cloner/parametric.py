@@ -23,8 +23,11 @@ flipped, the reverb's noise seed 0).
 
 **Outputs.** ``u = clamp((1 + 2m) · σ(z) − m, 0, 1)`` with a margin ``m = 0.05``: the sigmoid
 reaches the ends of every range (the neutral ratio and wet fraction sit at ``u = 0``) with finite
-logits. The last layer starts at zero weights and the neutral chain's logits, so an untrained
-controller is (almost: ``u = 0.01`` on the two edge columns) "input unchanged".
+logits. The clamp is straight-through (its gradient is the unclamped value's): a plain clamp
+has no gradient past the ends, and a column pushed there early in training (the wet fraction,
+by the many items whose reverb is off) would stay there for every input, for good. The last
+layer starts at zero weights and the neutral chain's logits, so an untrained controller is
+(almost: ``u = 0.01`` on the two edge columns) "input unchanged".
 
 **Inputs.** ``LayerNorm(Φ(x))``, ``LayerNorm(Φ(r))`` and their difference; with
 ``use_features`` the raw effect features of both (:func:`audio_features`, the Diff-MST /
@@ -462,7 +465,11 @@ class ParamController(nn.Module):
             raise ValueError("this controller takes no features (config.use_features is false)")
         parts.append(self.stem_embedding(idx))
         z = self.head(self.body(torch.cat(parts, dim=1)))
-        return ((1.0 + 2.0 * _MARGIN) * torch.sigmoid(z) - _MARGIN).clamp(0.0, 1.0)
+        v = (1.0 + 2.0 * _MARGIN) * torch.sigmoid(z) - _MARGIN
+        # Straight-through clamp: the value is clamped to [0, 1], the gradient is v's, so a
+        # column pushed past an end (e.g. the wet fraction to 0 by items whose reverb is off)
+        # is never cut off from the gradient for good.
+        return v + (v.clamp(0.0, 1.0) - v).detach()
 
 
 def _stereo(x: Tensor, name: str) -> Tensor:

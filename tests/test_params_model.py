@@ -169,6 +169,20 @@ def test_controller_starts_neutral_and_stays_in_range() -> None:
     assert c.names[14] == "compressor.ratio"
 
 
+def test_clamped_outputs_keep_their_gradient() -> None:
+    """A column pushed past the end of its range reads exactly 0 but still gets the gradient of
+    the unclamped sigmoid, (1 + 2m) σ'(z) (a plain clamp would give 0 and never recover)."""
+    c = ParamController(ParamControllerConfig.preset("tiny"))
+    with torch.no_grad():
+        c.head.bias[22] = -8.0  # the wet fraction, far below 0
+    e, f = torch.zeros(1, 16), torch.zeros(1, 52)
+    u = c(e, e, ["vocals"], f, f)
+    assert float(u[0, 22]) == 0.0
+    u[0, 22].backward()
+    s = torch.sigmoid(torch.tensor(-8.0))
+    assert float(c.head.bias.grad[22]) == pytest.approx(float(1.1 * s * (1 - s)), rel=1e-4)
+
+
 def test_controller_input_errors() -> None:
     c = ParamController(ParamControllerConfig.preset("tiny"))
     e = torch.randn(2, 16)
