@@ -661,11 +661,16 @@ class Preset:
 
 
 def stage_levels_db(
-    preset: Preset, stem: str, audio: Tensor, sample_rate: float
+    preset: Preset,
+    stem: str,
+    audio: Tensor,
+    sample_rate: float,
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, float]:
     """The gain in dB of fxdsp's RMS match after each active processor but the gain, for one
     stem's chain applied to ``audio`` (``(1 or 2, samples)``): ``20·log10(rms(x) /
-    max(rms(out), 1e-8))`` with ``x`` the chain's input and ``out`` the processor's output.
+    max(rms(out), 1e-8))`` with ``x`` the chain's input and ``out`` the processor's output,
+    computed in ``dtype`` (float32 by default, as fxdsp renders: one more pass of the chain).
 
     Raises:
         ValueError: an unknown stem, malformed audio.
@@ -673,8 +678,8 @@ def stage_levels_db(
     if not isinstance(audio, Tensor) or audio.ndim != 2 or audio.shape[0] not in (1, 2):
         shape = tuple(audio.shape) if isinstance(audio, Tensor) else type(audio).__name__
         raise ValueError(f"audio must be (1 or 2, samples), got {shape}")
-    params = preset.to_params([stem], sample_rate, dtype=torch.float64)
-    x = audio.to(torch.float64).expand(2, -1)[None]
+    params = preset.to_params([stem], sample_rate, dtype=dtype)
+    x = audio.to(dtype).expand(2, -1)[None]
     level = F.rms(x)
     out: dict[str, float] = {}
     y = x
