@@ -86,7 +86,9 @@ __all__ = [
     "read_controller_info",
     "refine",
     "render",
+    "render_stages",
     "save_controller",
+    "spread",
     "stem_indices",
     "target_normalized",
     "transfer_params",
@@ -127,6 +129,7 @@ _MARGIN = 0.05  # the output sigmoid's overshoot: u reaches 0 and 1 with finite 
 _EDGE_START = 0.01  # the untrained output on a column whose neutral value is an end of its range
 _DB_FLOOR = -100.0  # fxencoder.features.DB_FLOOR
 _BALANCE_LIMIT_DB = 60.0  # fxencoder.features.BALANCE_LIMIT_DB
+_RMS_EPS = 1e-8  # fxdsp.manipulator's RMS-match floor
 
 
 # ------------------------------------------------------------------------------------------------
@@ -248,6 +251,50 @@ def render(
         u = u.to(device=audio.device, dtype=audio.dtype)
     manip = Manipulator.from_normalized(u, config=chain, stems=stems, reverb_seed=reverb_seed)
     return manip(audio)
+
+
+def render_stages(params: fxdsp.FxParams, audio: Tensor) -> tuple[Tensor, dict[str, float]]:
+    """``Manipulator(params)(audio)`` for one item, and the gain in dB of the RMS match after
+    each of its processors (all but the gain), measured in the same pass.
+
+    The same operations in the same order as the Manipulator (for a batch whose items all run
+    their effect), so the output is bit-identical to it.
+
+    Args:
+        params: a chain of one item.
+        audio: ``(1, 1 or 2, samples)``.
+
+    Returns:
+        ``((1, 2, samples), {effect: dB})``.
+
+    Raises:
+        ValueError: a chain of more than one item, malformed audio.
+    """
+    from fxdsp import functional as F
+    from fxdsp.manipulator import apply_effect
+
+    if len(params) != 1:
+        raise ValueError(f"render_stages takes a chain of one item, got {len(params)}")
+    x = _stereo(audio, "audio")
+    if x.shape[0] != 1:
+        raise ValueError(f"render_stages takes one item of audio, got {x.shape[0]}")
+    p = params.to(x.device) if params.device != x.device else params
+    level = F.rms(x)
+    order = [("eq", "compressor")[k] for k in p.order1[0].tolist()]
+    order += [("pan", "imager")[k] for k in p.order2[0].tolist()] + ["reverb", "gain"]
+    active = dict(zip(EFFECTS, p.active[0].tolist(), strict=True))
+    y, levels = x, {}
+    for name in order:
+        if not active[name]:
+            continue
+        out = apply_effect(name, y, p)
+        if name == "gain":
+            y = out
+            continue
+        ratio = level / F.rms(out).clamp_min(_RMS_EPS)
+        y = out * ratio[:, None, None]
+        levels[name] = float(20.0 * torch.log10(ratio.clamp_min(1e-30))[0])
+    return (x.clone() if y is x else y), levels
 
 
 # ------------------------------------------------------------------------------------------------
@@ -488,11 +535,15 @@ def predict(
     reference: Tensor,
     reference_rate: float,
     stems: Sequence[str] | Tensor,
+    *,
+    max_segments: int | None = 16,
 ) -> Tensor:
     """The controller's parameters for audio of any length and rate: ``(batch, 24)`` on the CPU.
 
-    The embeddings are ``encoder.embed`` (resampled, averaged over its segments), the features
-    those of the whole audio (:func:`audio_features`, at each one's own rate).
+    The embeddings are ``encoder.embed`` (resampled, averaged over its segments) and the
+    features :func:`audio_features` (at each one's own rate), both of :func:`spread`: at most
+    ``max_segments`` evenly spaced encoder segments of each item (16 × 3 s by default), so that
+    a long song costs what 48 s do (None: the whole audio).
 
     Args:
         controller: the controller (eval mode is used).
@@ -502,10 +553,15 @@ def predict(
         reference: ``(batch, 1 or 2, samples')`` reference stems (item ``i`` for input ``i``).
         reference_rate: their rate in Hz.
         stems: the stem type of each item.
+        max_segments: see above.
     """
     x, r = _stereo(audio, "audio"), _stereo(reference, "reference")
     if r.shape[0] != x.shape[0]:
         raise ValueError(f"{x.shape[0]} inputs but {r.shape[0]} references")
+    if max_segments is not None:
+        seconds = float(encoder.config.segment_seconds)
+        x = spread(x, round(seconds * sample_rate), max_segments)
+        r = spread(r, round(seconds * reference_rate), max_segments)
     device = next(controller.parameters()).device
     was = controller.training
     controller.eval()
@@ -687,6 +743,22 @@ def refine(
     return RefineResult(best_u, torch.stack(history), best, seconds)
 
 
+def spread(audio: Tensor, window: int, count: int) -> Tensor:
+    """``count`` evenly spaced windows of ``window`` samples of each item, end to end (the
+    first at the start, the last at the end), or the whole item when it is not longer than
+    ``count · window``: ``(batch, C, min(n, count · window))``."""
+    x = _stereo(audio, "audio")
+    for name, value in (("window", window), ("count", count)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    n = x.shape[-1]
+    if n <= window * count:
+        return x
+    starts = torch.linspace(0, n - window, count).round().long()
+    idx = (starts[:, None] + torch.arange(window)[None, :]).flatten().to(x.device)
+    return x.index_select(-1, idx)
+
+
 def excerpt(audio: Tensor, samples: int, *, hop: int | None = None) -> Tensor:
     """The loudest stretch of ``samples`` of each item (highest mean square, on a grid of
     ``hop``; default ``samples // 4``), or the whole item if it is shorter: ``(batch, C, n)``."""
@@ -722,6 +794,8 @@ class ParamTransfer:
         predicted: ``(stems, 24)`` the controller's prediction before refinement (or the
             parameters given).
         refine: the :class:`RefineResult` when refined, else None.
+        levels: ``{stem: {effect: dB}}``, the RMS-match gains of each chain on its stem
+            (:func:`render_stages`; what a preset records for its pedalboard export).
     """
 
     stems: dict[str, Tensor]
@@ -730,6 +804,7 @@ class ParamTransfer:
     params: Tensor
     predicted: Tensor
     refine: RefineResult | None = None
+    levels: dict[str, dict[str, float]] | None = None
 
 
 def _as_stem(x: Tensor, name: str) -> Tensor:
@@ -754,11 +829,14 @@ def apply_params(
     sample_rate: float,
     *,
     progress: bool = False,
+    levels: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Tensor]:
     """Each stem through its chain (row ``i`` of ``params`` for the ``i``-th stem), whole.
 
     One stem at a time (item ``i`` of a batch equals item ``i`` alone, so this is the batched
-    result with a quarter of the memory). Shorter stems are zero-padded to the longest.
+    result with a quarter of the memory). Shorter stems are zero-padded to the longest. With
+    ``levels`` (a dict), each stem's RMS-match gains are stored in it (:func:`render_stages`,
+    in the same pass).
     """
     names = list(stems)
     if params.shape[0] != len(names):
@@ -771,11 +849,17 @@ def apply_params(
         from tqdm import tqdm
 
         it = tqdm(list(it), desc="chains", unit="stem")
+    chain = controller_chain(sample_rate)
     for i, n in it:
         x = torch.nn.functional.pad(items[n], (0, length - items[n].shape[-1]))[None]
         stem = [n] if n in STEMS else None
         with torch.no_grad():
-            out[n] = render(params[i : i + 1].float(), x, sample_rate, stems=stem)[0].cpu()
+            u = params[i : i + 1].float().to(x.device)
+            manip = Manipulator.from_normalized(u, config=chain, stems=stem)
+            y, measured = render_stages(manip.params, x)
+        out[n] = y[0].cpu()
+        if levels is not None:
+            levels[n] = measured
     return out
 
 
@@ -905,9 +989,12 @@ def transfer_params(
             progress=progress,
         )  # fmt: skip
         u = result.params
-    out = apply_params(u, dict(zip(names, batch, strict=True)), sample_rate, progress=progress)
+    levels: dict[str, dict[str, float]] = {}
+    out = apply_params(
+        u, dict(zip(names, batch, strict=True)), sample_rate, progress=progress, levels=levels
+    )
     mix = torch.stack(list(out.values())).sum(dim=0)
-    return ParamTransfer(out, mix, sample_rate, u, predicted, result)
+    return ParamTransfer(out, mix, sample_rate, u, predicted, result, levels)
 
 
 # ------------------------------------------------------------------------------------------------

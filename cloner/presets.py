@@ -44,7 +44,7 @@ from torch import Tensor
 
 from fxdsp import functional as F
 from fxdsp.io import atomic_write_text
-from fxdsp.manipulator import GROUPS, FxParams, Manipulator, apply_effect
+from fxdsp.manipulator import GROUPS, FxParams, Manipulator
 from fxdsp.registry import EFFECTS, EQ_BAND_TYPES, EQ_BANDS, FAMILIES, STEMS, qualified_names
 
 __all__ = [
@@ -435,6 +435,15 @@ class Preset:
             ir_length=ir,
         )
 
+    def with_measured_levels(self, levels: Mapping[str, Mapping[str, float]]) -> Preset:
+        """A copy whose stems record the given RMS-match gains (e.g.
+        :attr:`cloner.parametric.ParamTransfer.levels`); stems not in ``levels`` keep theirs."""
+        out = {
+            name: replace(stem, level_match_db=dict(levels[name])) if name in levels else stem
+            for name, stem in self.stems.items()
+        }
+        return replace(self, stems=out)
+
     def with_levels(self, stems: Mapping[str, Tensor], sample_rate: float) -> Preset:
         """A copy whose stems record the RMS match measured on ``stems`` (see the module doc)."""
         out = {}
@@ -678,20 +687,11 @@ def stage_levels_db(
     if not isinstance(audio, Tensor) or audio.ndim != 2 or audio.shape[0] not in (1, 2):
         shape = tuple(audio.shape) if isinstance(audio, Tensor) else type(audio).__name__
         raise ValueError(f"audio must be (1 or 2, samples), got {shape}")
+    from cloner.parametric import render_stages
+
     params = preset.to_params([stem], sample_rate, dtype=dtype)
-    x = audio.to(dtype).expand(2, -1)[None]
-    level = F.rms(x)
-    out: dict[str, float] = {}
-    y = x
     with torch.no_grad():
-        for effect in preset.stems[stem].chain:
-            z = apply_effect(effect, y, params)
-            if effect == "gain":
-                break
-            ratio = level / F.rms(z).clamp_min(_RMS_EPS)
-            out[effect] = float(20.0 * torch.log10(ratio.clamp_min(1e-30)))
-            y = z * ratio[:, None, None]
-    return out
+        return render_stages(params, audio.to(dtype)[None])[1]
 
 
 def apply_preset(

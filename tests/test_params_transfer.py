@@ -99,7 +99,12 @@ def test_refine_save_preset_and_apply_it(
     preset = Preset.load(preset_path)
     assert sorted(preset.stems) == sorted(STEMS) and preset.sample_rate == RATE
     assert all(s.level_match_db is not None for s in preset.stems.values())
-    result, _ = _library(env, refine_steps=1)
+    result, parts = _library(env, refine_steps=1)
+    # the level matches measured in the render are the preset's own measure on the input
+    from cloner.presets import stage_levels_db
+
+    measured = stage_levels_db(preset, "vocals", parts["vocals"], RATE)
+    assert max(abs(measured[k] - preset.stems["vocals"].level_match_db[k]) for k in measured) < 1e-4
     assert result.refine is not None and bool((result.refine.best <= result.refine.losses[0]).all())
     refined, _ = sf.read(out, always_2d=True)
     assert np.abs(refined.T - result.mix.numpy()).max() < 1e-6

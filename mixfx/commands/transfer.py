@@ -343,8 +343,8 @@ def _params(
     if args.refine:
         source += f", {args.refine} refinement steps from the {args.refine_from}"
     preset = Preset.from_normalized(result.params, list(parts), rate, source=source)
-    if args.save_preset is not None:
-        preset = preset.with_levels(parts, rate)
+    if result.levels is not None:
+        preset = preset.with_measured_levels(result.levels)
     return result.stems, result.mix, preset
 
 
