@@ -891,8 +891,9 @@ def transfer_params(
        predictions (the *parameters* are interpolated, so the result is one readable chain).
     2. With ``refine_steps`` > 0: :func:`refine` on the loudest ``refine_seconds`` of each
        input stem (resampled to the encoder's rate) towards the reference stem's embedding and
-       features, from the prediction (``refine_from="prediction"``) or from the neutral chain
-       (``"neutral"``; no controller needed).
+       features (of 16 evenly spaced encoder segments, as :func:`predict`'s), from the
+       prediction (``refine_from="prediction"``) or from the neutral chain (``"neutral"``; no
+       controller needed).
     3. Each chain is applied to its whole stem at the input's rate (:func:`apply_params`): no
        windows, so no seams. A silent stem stays silent.
 
@@ -981,6 +982,7 @@ def transfer_params(
         x = _resample(batch, sample_rate, rate)
         x = excerpt(x, max(16, round(refine_seconds * rate)))
         ref = _resample(refs(reference), float(reference_rate), rate)  # type: ignore[arg-type]
+        ref = spread(ref, int(encoder.config.segment_samples), 16)  # as predict's
         e_ref = encoder.embed(ref, rate) if embedding_weight > 0 else None
         f_ref = audio_features(ref.float(), rate) if feature_weight > 0 else None
         result = refine(
