@@ -494,6 +494,14 @@ _LABELS = {
 }  # fmt: skip
 
 
+def _encoder_name(record: Any) -> str:
+    """A readable name of an encoder record (its source and the start of its SHA-256)."""
+    if isinstance(record, Mapping):
+        sha = str(record.get("sha256") or "")[:12]
+        return f"{record.get('source')}" + (f" (sha256 {sha}…)" if sha else "")
+    return str(record)
+
+
 def _cell(stats: Mapping[str, float] | None, change: bool) -> str:
     if stats is None:
         return "—"
@@ -515,8 +523,9 @@ def results_markdown(results: Mapping[str, Any], setup: Mapping[str, Any] | None
             f"{setup.get('songs')} songs × {setup.get('styles')} styles = {setup.get('items')} "
             f"items of {setup.get('seconds'):g} s at {setup.get('sample_rate')} Hz (inputs "
             f"FX-normalized; reference: another song's stems through the style's chains; "
-            f"target: the input through them); encoder `{setup.get('encoder')}`; seed "
-            f"{setup.get('seed')}, {setup.get('bootstrap')} song-bootstrap replicates.",
+            f"target: the input through them); encoder "
+            f"`{_encoder_name(setup.get('encoder'))}`; seed {setup.get('seed')}, "
+            f"{setup.get('bootstrap')} song-bootstrap replicates.",
             "",
         ]
     out += [
