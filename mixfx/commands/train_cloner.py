@@ -149,6 +149,10 @@ def run(args: argparse.Namespace) -> int:
                 writer.close()
         if rank == 0:
             print(f"mixfx train-cloner: {trainer.step_count} steps, checkpoint {path}")
+        if world > 1:
+            # Every rank waits until rank 0 has written its checkpoint: gloo aborts a process
+            # that tears down its group while a peer is still connected (seen under load).
+            torch.distributed.barrier()
     finally:
         if world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
