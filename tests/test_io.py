@@ -39,7 +39,10 @@ def test_failed_write_keeps_old_file_and_leaves_no_temporary(tmp_path: Path) -> 
 # The child loads fxdsp/io.py by path (no torch import: fast), starts an atomic write whose
 # writer puts half a file on disk, says so on stdout and sleeps until a signal arrives.
 _CHILD = """
-import importlib.util, sys, time
+import importlib.util, signal, sys, time
+# Ctrl-C raises KeyboardInterrupt even when the test runs in a background job (a shell starts
+# those with SIGINT ignored, and children inherit that).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 spec = importlib.util.spec_from_file_location("fxdsp_io", sys.argv[1])
 io = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(io)
