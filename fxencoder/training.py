@@ -72,7 +72,12 @@ class TrainConfig(ConfigBase):
         draws: effect chains per step.
         lr: peak learning rate (AdamW).
         weight_decay: AdamW weight decay.
-        warmup_steps: linear warm-up; then a cosine decay to ``0.1 × lr`` at ``steps``.
+        warmup_steps: linear warm-up; then a cosine decay to ``0.1 × lr`` at ``schedule_steps``.
+        schedule_steps: the cosine's horizon (default ``steps``).
+        cooldown_from: from this step on, the rate falls linearly from the cosine's value there
+            to zero at ``steps`` (a warm-up/stable/decay branch: a long run resumed with a
+            smaller ``steps``, the same ``schedule_steps`` and ``cooldown_from`` = its current
+            step finishes early without a jump in the rate).
         temperature: NT-Xent temperature.
         aux_weight: weight of the auxiliary parameter loss (needs ``aux_params`` in the model;
             set automatically when > 0).
@@ -94,6 +99,8 @@ class TrainConfig(ConfigBase):
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 200
+    schedule_steps: int | None = None
+    cooldown_from: int | None = None
     temperature: float = 0.1
     aux_weight: float = 0.0
     crop_min: float = 0.5
@@ -112,6 +119,11 @@ class TrainConfig(ConfigBase):
                 f"contents must be >= 2 (a positive needs two contents), got {self.contents}"
             )
         check_number("warmup_steps", self.warmup_steps, low=0, integer=True)
+        if self.schedule_steps is not None:
+            check_number("schedule_steps", self.schedule_steps, low=1, integer=True)
+        if self.cooldown_from is not None:
+            check_number("cooldown_from", self.cooldown_from, low=0, high=self.steps - 1,
+                         integer=True)  # fmt: skip
         check_number("seed", self.seed, low=0, integer=True)
         for name in ("lr", "temperature", "grad_clip"):
             check_number(name, getattr(self, name), low=0.0, low_open=True)
@@ -349,11 +361,19 @@ class EncoderTrainer:
 
     # -- schedule -------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
-        """Linear warm-up, then cosine decay to ``0.1 × lr`` at ``steps``."""
+        """Linear warm-up, cosine decay to ``0.1 × lr`` at ``schedule_steps``, optional cooldown."""
+        c = self.config
+        if c.cooldown_from is not None and step > c.cooldown_from:
+            start = self._cosine_lr(c.cooldown_from)
+            return start * max(0.0, (c.steps - step) / (c.steps - c.cooldown_from))
+        return self._cosine_lr(step)
+
+    def _cosine_lr(self, step: int) -> float:
         c = self.config
         if step < c.warmup_steps:
             return c.lr * (step + 1) / c.warmup_steps
-        progress = min(1.0, (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps))
+        horizon = c.schedule_steps if c.schedule_steps is not None else c.steps
+        progress = min(1.0, (step - c.warmup_steps) / max(1, horizon - c.warmup_steps))
         return c.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def probabilities(self) -> dict[str, float] | None:

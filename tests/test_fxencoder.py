@@ -247,6 +247,28 @@ def test_resume_is_exact(data, tmp_path: Path) -> None:
     assert fxencoder.load(tmp_path / "ckpt.pt").config == cfg.model_config()
 
 
+def test_cooldown_branch_of_the_schedule(data) -> None:
+    # A 100-step cosine run (warm-up 10) cut short at 60 by a linear cooldown from step 40.
+    long = EncoderTrainer(_config(steps=100, warmup_steps=10, lr=1e-3), data)
+    short = EncoderTrainer(
+        _config(steps=60, warmup_steps=10, lr=1e-3, schedule_steps=100, cooldown_from=40), data
+    )
+
+    def cosine(step: int) -> float:  # the closed form, written out again
+        if step < 10:
+            return 1e-3 * (step + 1) / 10
+        return 1e-3 * (0.1 + 0.45 * (1 + math.cos(math.pi * (step - 10) / 90)))
+
+    for step in range(0, 41):
+        assert long.lr_at(step) == pytest.approx(cosine(step), rel=1e-12)
+        assert short.lr_at(step) == pytest.approx(cosine(step), rel=1e-12)
+    for step in range(41, 61):
+        assert short.lr_at(step) == pytest.approx(cosine(40) * (60 - step) / 20, rel=1e-12)
+    assert short.lr_at(60) == 0.0
+    with pytest.raises(ValueError, match="cooldown_from"):
+        _config(steps=60, cooldown_from=60)
+
+
 def test_batch_structure_positives_and_strong_negatives(data) -> None:
     trainer = EncoderTrainer(_config(contents=3, draws=4), data)
     batch = trainer.make_batch()
