@@ -28,7 +28,6 @@ model, the optimizer and the step, so a resumed run continues bit for bit; sever
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -50,9 +49,9 @@ from cloner.parametric import (
     render,
     target_normalized,
 )
-from cloner.training import _crop, _distributed, level_segments, weights_digest
+from cloner.training import _crop, level_segments, weights_digest
 from fxdsp.config import ConfigBase, check_number
-from fxdsp.io import atomic_write
+from fxencoder.trainer_base import TrainerBase, check_schedule, distributed
 
 __all__ = ["TRAIN_FORMAT", "ParamTrainConfig", "ParamTrainer"]
 
@@ -73,7 +72,10 @@ class ParamTrainConfig(ConfigBase):
         batch_size: triplets per step (per process).
         lr: peak learning rate (AdamW).
         weight_decay: AdamW weight decay.
-        warmup_steps: linear warm-up, then a cosine decay to ``0.1 × lr`` at ``steps``.
+        warmup_steps: linear warm-up; then a cosine decay to ``0.1 × lr`` at ``schedule_steps``.
+        schedule_steps: the cosine's horizon (default ``steps``).
+        cooldown_from: from this step on, a linear decay to zero at ``steps``
+            (:func:`fxencoder.trainer_base.lr_schedule`).
         segment_seconds: training segment length (None: the preset's).
         fxnorm: FX-normalize the segments (as the cloner's training does).
         mss_lr_weight: weight of the left/right multi-scale spectral loss.
@@ -99,6 +101,8 @@ class ParamTrainConfig(ConfigBase):
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 100
+    schedule_steps: int | None = None
+    cooldown_from: int | None = None
     segment_seconds: float | None = None
     fxnorm: bool = True
     mss_lr_weight: float = 1.0
@@ -118,8 +122,9 @@ class ParamTrainConfig(ConfigBase):
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             check_number(name, getattr(self, name), low=1, integer=True)
-        for name in ("warmup_steps", "seed", "audio_every"):
+        for name in ("seed", "audio_every"):
             check_number(name, getattr(self, name), low=0, integer=True)
+        check_schedule(self)
         for name in ("lr", "grad_clip"):
             check_number(name, getattr(self, name), low=0.0, low_open=True)
         weights = ("mss_lr_weight", "mss_ms_weight", "embedding_weight", "feature_weight",
@@ -162,7 +167,7 @@ class ParamTrainConfig(ConfigBase):
         return cfg.replace(sample_rate=float(self.model_config().sample_rate))
 
 
-class ParamTrainer:
+class ParamTrainer(TrainerBase):
     """The controller, the frozen encoder, the optimizer, the random state and the step.
 
     Args:
@@ -177,6 +182,8 @@ class ParamTrainer:
             at another rate.
     """
 
+    checkpoint_kind = "controller training checkpoint"
+
     def __init__(
         self,
         config: ParamTrainConfig,
@@ -188,7 +195,7 @@ class ParamTrainer:
 
         self.config = config
         self.device = torch.device(device)
-        self.rank, self.world = _distributed()
+        self.rank, self.world = distributed()
         self.model_config = config.model_config()
         self.chain = config.chain_config()
         given = encoder is not None
@@ -247,14 +254,6 @@ class ParamTrainer:
         #: The first items of the last step's batch (input, reference, output, target) when
         #: :meth:`step` was asked to keep them.
         self.examples: dict[str, Tensor] | None = None
-
-    def lr_at(self, step: int) -> float:
-        """Linear warm-up, then cosine decay to ``0.1 × lr`` at ``steps``."""
-        c = self.config
-        if step < c.warmup_steps:
-            return c.lr * (step + 1) / c.warmup_steps
-        progress = min(1.0, (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps))
-        return c.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def _normalizer(self, audio: Tensor, stems: list[str]) -> Tensor:
         return level_segments(audio, stems, self.model_config.sample_rate)
@@ -425,36 +424,4 @@ class ParamTrainer:
                 f"weights {str(saved.get('digest'))[:12]}…) than this run's "
                 f"({self.encoder_info['source']!r}, {self.encoder_info['digest'][:12]}…)"
             )
-        self.model.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step_count = int(state["step"])
-        self.gen.set_state(state["rng"])
-
-    def save(self, path: str | Path) -> None:
-        """Write a checkpoint atomically (rank 0 writes every rank's random state)."""
-        state = self.state_dict()
-        if self.world > 1:
-            rngs: list[Any] = [None] * self.world
-            torch.distributed.all_gather_object(rngs, self.gen.get_state())
-            state["rng_ranks"] = rngs
-            if self.rank != 0:
-                return
-        atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-    def resume(self, path: str | Path) -> None:
-        """Continue from a checkpoint written by :meth:`save`."""
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as err:
-            raise ValueError(f"cannot read checkpoint {path}: {err}") from None
-        if not isinstance(state, Mapping):
-            raise ValueError(f"{path} is not a controller training checkpoint")
-        if "rng_ranks" in state:
-            ranks = state["rng_ranks"]
-            if len(ranks) != self.world:
-                raise ValueError(
-                    f"checkpoint {path} was written by {len(ranks)} processes, this run has "
-                    f"{self.world}"
-                )
-            state = {**state, "rng": ranks[self.rank]}
-        self.load_state_dict(state)
+        self._restore(state)

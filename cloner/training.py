@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 import time
 import wave
 from collections.abc import Callable, Mapping, Sequence
@@ -51,8 +50,7 @@ from cloner.config import ClonerConfig
 from cloner.loss import DEFAULT_FFT_SIZES, MultiScaleSpectralLoss, embedding_loss
 from cloner.model import MixFXCloner
 from fxdsp.config import ConfigBase, check_number
-from fxdsp.io import atomic_write
-from fxencoder.training import setup_distributed
+from fxencoder.trainer_base import TrainerBase, check_schedule, distributed
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -60,7 +58,6 @@ __all__ = [
     "ClonerTrainer",
     "level_segments",
     "open_training_data",
-    "setup_distributed",
     "train",
     "weights_digest",
 ]
@@ -84,7 +81,10 @@ class ClonerTrainConfig(ConfigBase):
         batch_size: triplets per step (per process).
         lr: peak learning rate (AdamW).
         weight_decay: AdamW weight decay.
-        warmup_steps: linear warm-up; then a cosine decay to ``0.1 × lr`` at ``steps``.
+        warmup_steps: linear warm-up; then a cosine decay to ``0.1 × lr`` at ``schedule_steps``.
+        schedule_steps: the cosine's horizon (default ``steps``).
+        cooldown_from: from this step on, a linear decay to zero at ``steps``
+            (:func:`fxencoder.trainer_base.lr_schedule`).
         segment_seconds: length of the training segments (None: the preset's); stored in the
             model config.
         fxnorm: FX-normalize the segments (whole tracks when cached, then each segment to its
@@ -111,6 +111,8 @@ class ClonerTrainConfig(ConfigBase):
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 200
+    schedule_steps: int | None = None
+    cooldown_from: int | None = None
     segment_seconds: float | None = None
     fxnorm: bool = True
     mss_lr_weight: float = 1.0
@@ -128,8 +130,9 @@ class ClonerTrainConfig(ConfigBase):
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             check_number(name, getattr(self, name), low=1, integer=True)
-        for name in ("warmup_steps", "seed", "audio_every"):
+        for name in ("seed", "audio_every"):
             check_number(name, getattr(self, name), low=0, integer=True)
+        check_schedule(self)
         for name in ("lr", "grad_clip"):
             check_number(name, getattr(self, name), low=0.0, low_open=True)
         for name in ("weight_decay", "mss_lr_weight", "mss_ms_weight", "embedding_weight"):
@@ -241,13 +244,7 @@ def _crop(y: Tensor, gen: torch.Generator, crop_min: float) -> Tensor:
     return y.gather(2, idx[:, None, :].expand(-1, y.shape[1], -1))
 
 
-def _distributed() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-class ClonerTrainer:
+class ClonerTrainer(TrainerBase):
     """The cloner, the frozen encoder, the optimizer, the random state and the training step.
 
     Args:
@@ -265,6 +262,8 @@ class ClonerTrainer:
             sample rate is not the model's, or a dataset at another rate.
     """
 
+    checkpoint_kind = "cloner training checkpoint"
+
     def __init__(
         self,
         config: ClonerTrainConfig,
@@ -276,7 +275,7 @@ class ClonerTrainer:
 
         self.config = config
         self.device = torch.device(device)
-        self.rank, self.world = _distributed()
+        self.rank, self.world = distributed()
         self.model_config = config.model_config()
         self.chain = config.chain_config()
         given = encoder is not None
@@ -342,15 +341,6 @@ class ClonerTrainer:
             )
 
     # -- schedule -------------------------------------------------------------------------
-    def lr_at(self, step: int) -> float:
-        """Linear warm-up, then cosine decay to ``0.1 × lr`` at ``steps``."""
-        c = self.config
-        if step < c.warmup_steps:
-            return c.lr * (step + 1) / c.warmup_steps
-        progress = min(1.0, (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps))
-        return c.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-    # -- one step --------------------------------------------------------------------------
     def _normalizer(self, audio: Tensor, stems: list[str]) -> Tensor:
         return level_segments(audio, stems, self.model_config.sample_rate)
 
@@ -478,39 +468,7 @@ class ClonerTrainer:
                 f"weights {str(saved.get('digest'))[:12]}…) than this run's "
                 f"({self.encoder_info['source']!r}, {self.encoder_info['digest'][:12]}…)"
             )
-        self.model.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step_count = int(state["step"])
-        self.gen.set_state(state["rng"])
-
-    def save(self, path: str | Path) -> None:
-        """Write a checkpoint atomically (rank 0 writes every rank's random state)."""
-        state = self.state_dict()
-        if self.world > 1:
-            rngs: list[Any] = [None] * self.world
-            torch.distributed.all_gather_object(rngs, self.gen.get_state())
-            state["rng_ranks"] = rngs
-            if self.rank != 0:
-                return
-        atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-    def resume(self, path: str | Path) -> None:
-        """Continue from a checkpoint written by :meth:`save`."""
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as err:
-            raise ValueError(f"cannot read checkpoint {path}: {err}") from None
-        if not isinstance(state, Mapping):
-            raise ValueError(f"{path} is not a cloner training checkpoint")
-        if "rng_ranks" in state:
-            ranks = state["rng_ranks"]
-            if len(ranks) != self.world:
-                raise ValueError(
-                    f"checkpoint {path} was written by {len(ranks)} processes, this run has "
-                    f"{self.world}"
-                )
-            state = {**state, "rng": ranks[self.rank]}
-        self.load_state_dict(state)
+        self._restore(state)
 
 
 def _wav_bytes(audio: Tensor, sample_rate: int) -> bytes:

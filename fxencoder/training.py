@@ -26,8 +26,6 @@ DistributedDataParallel (gloo on CPU, nccl on GPU), each drawing its own batch.
 from __future__ import annotations
 
 import functools
-import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -40,12 +38,12 @@ from torch import Tensor
 
 import fxdsp
 from fxdsp.config import ConfigBase, check_number
-from fxdsp.io import atomic_write
 from fxdsp.registry import EFFECTS, STEMS
 from fxdsp.space import ParamSpace
 from fxencoder.config import FXEncoderConfig
 from fxencoder.loss import aux_param_loss, nt_xent, similarity_stats
 from fxencoder.model import FXEncoder
+from fxencoder.trainer_base import TrainerBase, check_schedule, distributed
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -74,10 +72,9 @@ class TrainConfig(ConfigBase):
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up; then a cosine decay to ``0.1 × lr`` at ``schedule_steps``.
         schedule_steps: the cosine's horizon (default ``steps``).
-        cooldown_from: from this step on, the rate falls linearly from the cosine's value there
-            to zero at ``steps`` (a warm-up/stable/decay branch: a long run resumed with a
-            smaller ``steps``, the same ``schedule_steps`` and ``cooldown_from`` = its current
-            step finishes early without a jump in the rate).
+        cooldown_from: from this step on, a linear decay to zero at ``steps``
+            (:func:`fxencoder.trainer_base.lr_schedule`: a long run resumed with fewer ``steps``
+            finishes early without a jump in the rate).
         temperature: NT-Xent temperature.
         aux_weight: weight of the auxiliary parameter loss (needs ``aux_params`` in the model;
             set automatically when > 0).
@@ -118,12 +115,7 @@ class TrainConfig(ConfigBase):
             raise ValueError(
                 f"contents must be >= 2 (a positive needs two contents), got {self.contents}"
             )
-        check_number("warmup_steps", self.warmup_steps, low=0, integer=True)
-        if self.schedule_steps is not None:
-            check_number("schedule_steps", self.schedule_steps, low=1, integer=True)
-        if self.cooldown_from is not None:
-            check_number("cooldown_from", self.cooldown_from, low=0, high=self.steps - 1,
-                         integer=True)  # fmt: skip
+        check_schedule(self)
         check_number("seed", self.seed, low=0, integer=True)
         for name in ("lr", "temperature", "grad_clip"):
             check_number(name, getattr(self, name), low=0.0, low_open=True)
@@ -315,13 +307,7 @@ def effect_scores(
     return scores
 
 
-def _distributed() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-class EncoderTrainer:
+class EncoderTrainer(TrainerBase):
     """The model, its optimizer and schedule, the random state, and the training step.
 
     Args:
@@ -331,12 +317,14 @@ class EncoderTrainer:
         device: where the model and the effects run.
     """
 
+    checkpoint_kind = "encoder training checkpoint"
+
     def __init__(
         self, config: TrainConfig, dataset: Any, device: str | torch.device = "cpu"
     ) -> None:
         self.config = config
         self.device = torch.device(device)
-        self.rank, self.world = _distributed()
+        self.rank, self.world = distributed()
         self.model_config = config.model_config()
         self.chain = config.chain_config()
         self.space = ParamSpace(self.chain)
@@ -360,22 +348,6 @@ class EncoderTrainer:
         self.scheduler = fxdsp.ProbabilityScheduler() if config.prob_schedule else None
 
     # -- schedule -------------------------------------------------------------------------
-    def lr_at(self, step: int) -> float:
-        """Linear warm-up, cosine decay to ``0.1 × lr`` at ``schedule_steps``, optional cooldown."""
-        c = self.config
-        if c.cooldown_from is not None and step > c.cooldown_from:
-            start = self._cosine_lr(c.cooldown_from)
-            return start * max(0.0, (c.steps - step) / (c.steps - c.cooldown_from))
-        return self._cosine_lr(step)
-
-    def _cosine_lr(self, step: int) -> float:
-        c = self.config
-        if step < c.warmup_steps:
-            return c.lr * (step + 1) / c.warmup_steps
-        horizon = c.schedule_steps if c.schedule_steps is not None else c.steps
-        progress = min(1.0, (step - c.warmup_steps) / max(1, horizon - c.warmup_steps))
-        return c.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
     def probabilities(self) -> dict[str, float] | None:
         """The effect probabilities of the next draws (None: the chain config's)."""
         return dict(self.scheduler.probabilities) if self.scheduler is not None else None
@@ -478,39 +450,9 @@ class EncoderTrainer:
             raise ValueError(f"not an encoder training checkpoint (format {state.get('format')!r})")
         if FXEncoderConfig.from_dict(state["config"]) != self.model_config:
             raise ValueError("the checkpoint's model config differs from this run's")
-        self.model.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step_count = int(state["step"])
-        self.gen.set_state(state["rng"])
+        self._restore(state)
         if self.scheduler is not None and state.get("prob_scheduler") is not None:
             self.scheduler.load_state_dict(state["prob_scheduler"])
-
-    def save(self, path: str | Path) -> None:
-        """Write a checkpoint atomically (rank 0 writes every rank's random state)."""
-        state = self.state_dict()
-        if self.world > 1:
-            rngs: list[Any] = [None] * self.world
-            torch.distributed.all_gather_object(rngs, self.gen.get_state())
-            state["rng_ranks"] = rngs
-            if self.rank != 0:
-                return
-        atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-    def resume(self, path: str | Path) -> None:
-        """Continue from a checkpoint written by :meth:`save`."""
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as err:
-            raise ValueError(f"cannot read checkpoint {path}: {err}") from None
-        if "rng_ranks" in state:
-            ranks = state["rng_ranks"]
-            if len(ranks) != self.world:
-                raise ValueError(
-                    f"checkpoint {path} was written by {len(ranks)} processes, this run has "
-                    f"{self.world}"
-                )
-            state = {**state, "rng": ranks[self.rank]}
-        self.load_state_dict(state)
 
 
 def train(
@@ -564,24 +506,3 @@ def train(
     if bar is not None:
         bar.close()
     return path
-
-
-def setup_distributed(device: str) -> tuple[int, int, str]:
-    """Initialise ``torch.distributed`` under ``torchrun`` (gloo on CPU, nccl on CUDA).
-
-    Returns:
-        ``(rank, world_size, device)``; ``(0, 1, device)`` when not launched by torchrun.
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, device
-    rank = int(os.environ["RANK"])
-    if device.startswith("cuda"):
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        device = f"cuda:{local}"
-        backend = "nccl"
-    else:
-        backend = "gloo"
-    torch.distributed.init_process_group(backend)
-    return rank, world, device

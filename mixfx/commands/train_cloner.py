@@ -112,8 +112,9 @@ def run(args: argparse.Namespace) -> int:
     require("tqdm", "train", "mixfx train-cloner")
     import torch
 
-    from cloner.training import ClonerTrainer, open_training_data, setup_distributed, train
+    from cloner.training import ClonerTrainer, open_training_data, train
     from fxdsp.io import atomic_write_text
+    from fxencoder.trainer_base import setup_distributed
 
     out: Path = args.out
     last = out / "last.pt"

@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from fxdsp.io import atomic_write_text
-    from fxencoder.training import EncoderTrainer, setup_distributed, train
+    from fxencoder.trainer_base import setup_distributed
+    from fxencoder.training import EncoderTrainer, train
 
     config = _train_config(args)
     out: Path = args.out

@@ -117,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from cloner.parametric_training import ParamTrainer
-    from cloner.training import open_training_data, setup_distributed, train
+    from cloner.training import open_training_data, train
     from fxdsp.io import atomic_write_text
+    from fxencoder.trainer_base import setup_distributed
 
     out: Path = args.out
     last = out / "last.pt"
