@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,6 @@ import torch
 from torch import Tensor
 
 import fxdsp
-from cloner.api import encoder_record
 from cloner.loss import DEFAULT_FFT_SIZES, MultiScaleSpectralLoss, embedding_loss
 from cloner.parametric import (
     TRAIN_FORMAT,
@@ -49,13 +48,12 @@ from cloner.parametric import (
     render,
     target_normalized,
 )
-from cloner.training import _crop, level_segments, weights_digest
+from cloner.training import ConditionedTrainer, _crop
 from fxdsp.config import ConfigBase, check_number
-from fxencoder.trainer_base import TrainerBase, check_schedule, distributed
+from fxencoder.trainer_base import check_schedule
 
 __all__ = ["TRAIN_FORMAT", "ParamTrainConfig", "ParamTrainer"]
 
-_RANK_SEED_STRIDE = 1_000_003
 
 
 @dataclass(frozen=True)
@@ -167,7 +165,7 @@ class ParamTrainConfig(ConfigBase):
         return cfg.replace(sample_rate=float(self.model_config().sample_rate))
 
 
-class ParamTrainer(TrainerBase):
+class ParamTrainer(ConditionedTrainer):
     """The controller, the frozen encoder, the optimizer, the random state and the step.
 
     Args:
@@ -183,6 +181,9 @@ class ParamTrainer(TrainerBase):
     """
 
     checkpoint_kind = "controller training checkpoint"
+    checkpoint_format = TRAIN_FORMAT
+    model_name = "controller"
+    dim_field = "embed_dim"
 
     def __init__(
         self,
@@ -191,72 +192,13 @@ class ParamTrainer(TrainerBase):
         device: str | torch.device = "cpu",
         encoder: torch.nn.Module | None = None,
     ) -> None:
-        import fxencoder
-
-        self.config = config
-        self.device = torch.device(device)
-        self.rank, self.world = distributed()
-        self.model_config = config.model_config()
-        self.chain = config.chain_config()
-        given = encoder is not None
-        if encoder is None:
-            encoder = fxencoder.load(config.encoder, self.device)
-        self.encoder = encoder.to(self.device).eval().requires_grad_(False)
-        cfg = getattr(self.encoder, "config", None)
-        dim = getattr(cfg, "embed_dim", None)
-        if dim is not None and dim != self.model_config.embed_dim:
-            raise ValueError(
-                f"the encoder's embeddings have {dim} dimensions but the controller's embed_dim "
-                f"is {self.model_config.embed_dim}: set model_overrides={{'embed_dim': {dim}}}"
-            )
-        rate = getattr(cfg, "sample_rate", None)
-        if rate is not None and int(rate) != self.model_config.sample_rate:
-            raise ValueError(
-                f"the encoder runs at {rate} Hz but the controller at "
-                f"{self.model_config.sample_rate} Hz"
-            )
-        record = (
-            {"source": config.encoder, "sha256": None, "embed_dim": dim}
-            if given
-            else encoder_record(config.encoder, dim)
-        )
-        #: The encoder as checkpoints record it (source, file SHA-256, size, weights digest).
-        self.encoder_info = {
-            **record,
-            "digest": weights_digest(self.encoder),
-            "config": asdict(cfg) if cfg is not None else None,
-        }
-        data_rate = getattr(dataset, "sample_rate", self.model_config.sample_rate)
-        if int(data_rate) != self.model_config.sample_rate:
-            raise ValueError(
-                f"the dataset is at {data_rate} Hz but the controller runs at "
-                f"{self.model_config.sample_rate} Hz"
-            )
-        torch.manual_seed(config.seed)
-        self.model = ParamController(self.model_config).to(self.device)
-        self.module: torch.nn.Module = self.model
-        if self.world > 1:
-            self.module = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
-            )
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
+        self._setup(config, dataset, device, encoder, ParamController)
         self.criterion = MultiScaleSpectralLoss(config.fft_sizes)
         #: Whether any audio term trains (else only the parameter loss: no rendering needed).
         self.audio_loss = (
             config.mss_lr_weight + config.mss_ms_weight + config.embedding_weight
             + config.feature_weight > 0
         )  # fmt: skip
-        self.gen = torch.Generator().manual_seed(config.seed + _RANK_SEED_STRIDE * self.rank)
-        self.dataset = dataset
-        self.step_count = 0
-        #: The first items of the last step's batch (input, reference, output, target) when
-        #: :meth:`step` was asked to keep them.
-        self.examples: dict[str, Tensor] | None = None
-
-    def _normalizer(self, audio: Tensor, stems: list[str]) -> Tensor:
-        return level_segments(audio, stems, self.model_config.sample_rate)
 
     @torch.no_grad()
     def make_batch(self) -> dict[str, Any]:
@@ -377,51 +319,7 @@ class ParamTrainer(TrainerBase):
             if logs["input_unchanged/total"] > 0:  # 0 when only the parameter loss trains
                 logs["loss/relative"] = logs["loss/total"] / logs["input_unchanged/total"]
         if keep_examples and y is not None:
-            k = min(2, y.shape[0])
-            self.examples = {
-                "input": batch["input"][:k].detach().cpu().clone(),
-                "reference": batch["reference"][:k].detach().cpu().clone(),
-                "output": y[:k].detach().cpu().clone(),
-                "target": batch["target"][:k].detach().cpu().clone(),
-            }
+            self._keep_examples(batch, y)
         done = time.perf_counter()
-        n, samples = batch["input"].shape[0], batch["input"].shape[-1]
-        seconds = n * samples / self.model_config.sample_rate
-        logs.update({
-            "lr": lr, "grad_norm": float(grad_norm), "time/batch_s": made - start,
-            "time/train_s": trained - made, "time/step_s": done - start,
-            "throughput/items_per_s": n / (done - start),
-            "throughput/audio_x_realtime": seconds / (done - start),
-        })  # fmt: skip
+        logs.update(self._timings(batch, lr, grad_norm, (start, made, trained, done)))
         return logs
-
-    # -- state -----------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a bit-exact resume needs (this process's random state)."""
-        return {
-            "format": TRAIN_FORMAT,
-            "config": asdict(self.model_config),
-            "train_config": self.config.to_dict(),
-            "state_dict": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step_count,
-            "rng": self.gen.get_state(),
-            "encoder": dict(self.encoder_info),
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict` output (the model config and the encoder must match)."""
-        if state.get("format") != TRAIN_FORMAT:
-            raise ValueError(
-                f"not a controller training checkpoint (format {state.get('format')!r})"
-            )
-        if ParamControllerConfig.from_dict(state["config"]) != self.model_config:
-            raise ValueError("the checkpoint's controller config differs from this run's")
-        saved = state.get("encoder") or {}
-        if saved.get("digest") != self.encoder_info["digest"]:
-            raise ValueError(
-                f"the checkpoint was trained with another encoder ({saved.get('source')!r}, "
-                f"weights {str(saved.get('digest'))[:12]}…) than this run's "
-                f"({self.encoder_info['source']!r}, {self.encoder_info['digest'][:12]}…)"
-            )
-        self._restore(state)

@@ -244,7 +244,148 @@ def _crop(y: Tensor, gen: torch.Generator, crop_min: float) -> Tensor:
     return y.gather(2, idx[:, None, :].expand(-1, y.shape[1], -1))
 
 
-class ClonerTrainer(TrainerBase):
+class ConditionedTrainer(TrainerBase):
+    """What the cloner's and the controller's trainers share: the frozen encoder and its record,
+    the model, DDP and optimizer set-up, the triplets' leveller, checkpoint state, and the
+    examples and timings a step reports.
+
+    A subclass sets :attr:`checkpoint_format`, :attr:`model_name` (for messages) and
+    :attr:`dim_field` (the model config's field that must equal the encoder's ``embed_dim``),
+    calls :meth:`_setup` from its ``__init__``, and builds :attr:`criterion` and the rest.
+    """
+
+    checkpoint_format: str
+    model_name: str
+    dim_field: str
+
+    def _setup(
+        self,
+        config: Any,
+        dataset: Any,
+        device: str | torch.device,
+        encoder: torch.nn.Module | None,
+        build: Callable[[Any], torch.nn.Module],
+    ) -> None:
+        import fxencoder
+
+        self.config = config
+        self.device = torch.device(device)
+        self.rank, self.world = distributed()
+        self.model_config = config.model_config()
+        self.chain = config.chain_config()
+        given = encoder is not None
+        if encoder is None:
+            encoder = fxencoder.load(config.encoder, self.device)
+        self.encoder = encoder.to(self.device).eval().requires_grad_(False)
+        cfg = getattr(self.encoder, "config", None)
+        dim = getattr(cfg, "embed_dim", None)
+        want = getattr(self.model_config, self.dim_field)
+        if dim is not None and dim != want:
+            raise ValueError(
+                f"the encoder's embeddings have {dim} dimensions but the {self.model_name}'s "
+                f"{self.dim_field} is {want}: use an encoder of that size, or set "
+                f"model_overrides={{'{self.dim_field}': {dim}}}"
+            )
+        rate = getattr(cfg, "sample_rate", None)
+        if rate is not None and int(rate) != self.model_config.sample_rate:
+            raise ValueError(
+                f"the encoder runs at {rate} Hz but the {self.model_name} at "
+                f"{self.model_config.sample_rate} Hz"
+            )
+        record = (
+            {"source": config.encoder, "sha256": None, "embed_dim": dim}
+            if given
+            else encoder_record(config.encoder, dim)
+        )
+        #: The encoder as checkpoints record it: :func:`cloner.api.encoder_record`'s source,
+        #: file SHA-256 and size (what inference loads back), plus the digest of its weights
+        #: (what resuming checks) and its config.
+        self.encoder_info = {
+            **record,
+            "digest": weights_digest(self.encoder),
+            "config": asdict(cfg) if cfg is not None else None,
+        }
+        data_rate = getattr(dataset, "sample_rate", self.model_config.sample_rate)
+        if int(data_rate) != self.model_config.sample_rate:
+            raise ValueError(
+                f"the dataset is at {data_rate} Hz but the {self.model_name} runs at "
+                f"{self.model_config.sample_rate} Hz"
+            )
+        torch.manual_seed(config.seed)  # the initial weights: the same on every rank
+        self.model = build(self.model_config).to(self.device)
+        self.module: torch.nn.Module = self.model
+        if self.world > 1:
+            self.module = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.gen = torch.Generator().manual_seed(config.seed + _RANK_SEED_STRIDE * self.rank)
+        self.dataset = dataset
+        self.step_count = 0
+        #: The first items of the last step's batch (input, reference, output, target), kept
+        #: when :meth:`step` is asked to (for audio logs).
+        self.examples: dict[str, Tensor] | None = None
+
+    def _normalizer(self, audio: Tensor, stems: list[str]) -> Tensor:
+        return level_segments(audio, stems, self.model_config.sample_rate)
+
+    def _keep_examples(self, batch: Mapping[str, Any], y: Tensor) -> None:
+        k = min(2, y.shape[0])
+        self.examples = {
+            "input": batch["input"][:k].detach().cpu().clone(),
+            "reference": batch["reference"][:k].detach().cpu().clone(),
+            "output": y[:k].detach().cpu().clone(),
+            "target": batch["target"][:k].detach().cpu().clone(),
+        }
+
+    def _timings(
+        self, batch: Mapping[str, Any], lr: float, grad_norm: Tensor, times: Sequence[float]
+    ) -> dict[str, float]:
+        """The rate, gradient norm, times and throughput of a step (``times``: its start, the
+        batch made, the model trained, done)."""
+        start, made, trained, done = times
+        n, samples = batch["input"].shape[0], batch["input"].shape[-1]
+        seconds = n * samples / self.model_config.sample_rate
+        return {
+            "lr": lr, "grad_norm": float(grad_norm), "time/batch_s": made - start,
+            "time/train_s": trained - made, "time/step_s": done - start,
+            "throughput/items_per_s": n / (done - start),
+            "throughput/audio_x_realtime": seconds / (done - start),
+        }  # fmt: skip
+
+    # -- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a bit-exact resume needs (this process's random state)."""
+        return {
+            "format": self.checkpoint_format,
+            "config": asdict(self.model_config),
+            "train_config": self.config.to_dict(),
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step_count,
+            "rng": self.gen.get_state(),
+            "encoder": dict(self.encoder_info),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (the model config and the encoder must match)."""
+        if state.get("format") != self.checkpoint_format:
+            raise ValueError(f"not a {self.checkpoint_kind} (format {state.get('format')!r})")
+        if type(self.model_config).from_dict(state["config"]) != self.model_config:
+            raise ValueError(f"the checkpoint's {self.model_name} config differs from this run's")
+        saved = state.get("encoder") or {}
+        if saved.get("digest") != self.encoder_info["digest"]:
+            raise ValueError(
+                f"the checkpoint was trained with another encoder ({saved.get('source')!r}, "
+                f"weights {str(saved.get('digest'))[:12]}…) than this run's "
+                f"({self.encoder_info['source']!r}, {self.encoder_info['digest'][:12]}…)"
+            )
+        self._restore(state)
+
+
+class ClonerTrainer(ConditionedTrainer):
     """The cloner, the frozen encoder, the optimizer, the random state and the training step.
 
     Args:
@@ -263,6 +404,9 @@ class ClonerTrainer(TrainerBase):
     """
 
     checkpoint_kind = "cloner training checkpoint"
+    checkpoint_format = CHECKPOINT_FORMAT
+    model_name = "cloner"
+    dim_field = "cond_dim"
 
     def __init__(
         self,
@@ -271,78 +415,10 @@ class ClonerTrainer(TrainerBase):
         device: str | torch.device = "cpu",
         encoder: torch.nn.Module | None = None,
     ) -> None:
-        import fxencoder
-
-        self.config = config
-        self.device = torch.device(device)
-        self.rank, self.world = distributed()
-        self.model_config = config.model_config()
-        self.chain = config.chain_config()
-        given = encoder is not None
-        if encoder is None:
-            encoder = fxencoder.load(config.encoder, self.device)
-        self.encoder = encoder.to(self.device).eval().requires_grad_(False)
-        self._check_encoder()
-        cfg = getattr(self.encoder, "config", None)
-        dim = getattr(cfg, "embed_dim", None)
-        record = (
-            {"source": config.encoder, "sha256": None, "embed_dim": dim}
-            if given
-            else encoder_record(config.encoder, dim)
-        )
-        #: The encoder as checkpoints record it: :func:`cloner.api.encoder_record`'s source,
-        #: file SHA-256 and size (what inference loads back), plus the digest of its weights
-        #: (what resuming checks) and its config.
-        self.encoder_info = {
-            **record,
-            "digest": weights_digest(self.encoder),
-            "config": asdict(cfg) if cfg is not None else None,
-        }
-        rate = getattr(dataset, "sample_rate", self.model_config.sample_rate)
-        if int(rate) != self.model_config.sample_rate:
-            raise ValueError(
-                f"the dataset is at {rate} Hz but the model runs at "
-                f"{self.model_config.sample_rate} Hz"
-            )
-        torch.manual_seed(config.seed)  # the initial weights: the same on every rank
-        self.model = MixFXCloner(self.model_config).to(self.device)
-        self.module: torch.nn.Module = self.model
-        if self.world > 1:
-            self.module = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
-            )
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
+        self._setup(config, dataset, device, encoder, MixFXCloner)
         self.criterion = MultiScaleSpectralLoss(
             config.fft_sizes, lr_weight=config.mss_lr_weight, ms_weight=config.mss_ms_weight
         ) if config.mss_lr_weight + config.mss_ms_weight > 0 else None  # fmt: skip
-        self.gen = torch.Generator().manual_seed(config.seed + _RANK_SEED_STRIDE * self.rank)
-        self.dataset = dataset
-        self.step_count = 0
-        #: The first items of the last step's batch (input, reference, output, target), kept
-        #: when :meth:`step` is asked to (for audio logs).
-        self.examples: dict[str, Tensor] | None = None
-
-    def _check_encoder(self) -> None:
-        cfg = getattr(self.encoder, "config", None)
-        dim = getattr(cfg, "embed_dim", None)
-        if dim is not None and dim != self.model_config.cond_dim:
-            raise ValueError(
-                f"the encoder's embeddings have {dim} dimensions but the cloner's cond_dim is "
-                f"{self.model_config.cond_dim}: use an encoder of that size, or set "
-                f"model_overrides={{'cond_dim': {dim}}}"
-            )
-        rate = getattr(cfg, "sample_rate", None)
-        if rate is not None and int(rate) != self.model_config.sample_rate:
-            raise ValueError(
-                f"the encoder runs at {rate} Hz but the cloner at "
-                f"{self.model_config.sample_rate} Hz"
-            )
-
-    # -- schedule -------------------------------------------------------------------------
-    def _normalizer(self, audio: Tensor, stems: list[str]) -> Tensor:
-        return level_segments(audio, stems, self.model_config.sample_rate)
 
     @torch.no_grad()
     def make_batch(self) -> dict[str, Any]:
@@ -423,52 +499,10 @@ class ClonerTrainer(TrainerBase):
             logs.update({f"input_unchanged/{k}": float(v) for k, v in unchanged.items()})
             logs["loss/relative"] = logs["loss/total"] / max(logs["input_unchanged/total"], 1e-12)
         if keep_examples:
-            k = min(2, y.shape[0])
-            self.examples = {
-                "input": batch["input"][:k].detach().cpu().clone(),
-                "reference": batch["reference"][:k].detach().cpu().clone(),
-                "output": y[:k].detach().cpu().clone(),
-                "target": batch["target"][:k].detach().cpu().clone(),
-            }
+            self._keep_examples(batch, y)
         done = time.perf_counter()
-        n, samples = batch["input"].shape[0], batch["input"].shape[-1]
-        seconds = n * samples / self.model_config.sample_rate
-        logs.update({
-            "lr": lr, "grad_norm": float(grad_norm), "time/batch_s": made - start,
-            "time/train_s": trained - made, "time/step_s": done - start,
-            "throughput/items_per_s": n / (done - start),
-            "throughput/audio_x_realtime": seconds / (done - start),
-        })  # fmt: skip
+        logs.update(self._timings(batch, lr, grad_norm, (start, made, trained, done)))
         return logs
-
-    # -- state -----------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a bit-exact resume needs (this process's random state)."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "config": asdict(self.model_config),
-            "train_config": self.config.to_dict(),
-            "state_dict": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step_count,
-            "rng": self.gen.get_state(),
-            "encoder": dict(self.encoder_info),
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict` output (the model config and the encoder must match)."""
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"not a cloner training checkpoint (format {state.get('format')!r})")
-        if ClonerConfig.from_dict(state["config"]) != self.model_config:
-            raise ValueError("the checkpoint's model config differs from this run's")
-        saved = state.get("encoder") or {}
-        if saved.get("digest") != self.encoder_info["digest"]:
-            raise ValueError(
-                f"the checkpoint was trained with another encoder ({saved.get('source')!r}, "
-                f"weights {str(saved.get('digest'))[:12]}…) than this run's "
-                f"({self.encoder_info['source']!r}, {self.encoder_info['digest'][:12]}…)"
-            )
-        self._restore(state)
 
 
 def _wav_bytes(audio: Tensor, sample_rate: int) -> bytes:
