@@ -14,11 +14,11 @@ on its own draws (DistributedDataParallel).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from mixfx.commands.common import CLIError, number_in_range, require
+from mixfx.commands.common import number_in_range, require
+from mixfx.commands.training import check_run_folder, run_training, saved_train_config
 
 __all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "run"]
 
@@ -70,26 +70,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
 
-def _saved_config(path: Path) -> dict[str, Any]:
-    import torch
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CLIError(f"cannot read checkpoint {path}: {err}") from None
-    saved = obj.get("train_config") if isinstance(obj, dict) else None
-    if not isinstance(saved, dict):
-        raise CLIError(f"{path} is not a cloner training checkpoint")
-    return dict(saved)
-
-
 def _train_config(args: argparse.Namespace, last: Path) -> Any:
     from cloner.training import ClonerTrainConfig
 
     if args.config:
         base = ClonerTrainConfig.from_file(args.config).to_dict()
     elif args.resume:
-        base = _saved_config(last)
+        base = saved_train_config(last, "cloner")
     else:
         base = {}
     given = {
@@ -110,51 +97,13 @@ def _train_config(args: argparse.Namespace, last: Path) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Train; returns the exit code."""
     require("tqdm", "train", "mixfx train-cloner")
-    import torch
-
     from cloner.training import ClonerTrainer, open_training_data, train
-    from fxdsp.io import atomic_write_text
-    from fxencoder.trainer_base import setup_distributed
 
-    out: Path = args.out
-    last = out / "last.pt"
-    if args.resume and not last.exists():
-        raise CLIError(f"--resume: no checkpoint {last}")
-    if not args.resume and last.exists():
-        raise CLIError(f"{last} exists: pass --resume to continue it, or choose another --out")
-    if not Path(args.data).exists():
-        raise CLIError(f"--data: no such folder {args.data}")
+    last = check_run_folder(args)
     config = _train_config(args, last)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
-    rank, world, device = setup_distributed(args.device)
-    try:
+
+    def build(device: str) -> ClonerTrainer:
         data = open_training_data(args.data, config, "train", args.cache_dir)
-        trainer = ClonerTrainer(config, data, device=device)
-        if args.resume:
-            trainer.resume(last)
-        writer = None
-        if rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / "train_config.json", json.dumps(config.to_dict(), indent=2))
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                SummaryWriter = None
-            if SummaryWriter is not None:
-                writer = SummaryWriter(str(out / "tb"))
-        try:
-            path = train(trainer, out, writer=writer, progress=not args.no_progress)
-        finally:
-            if writer is not None:
-                writer.close()
-        if rank == 0:
-            print(f"mixfx train-cloner: {trainer.step_count} steps, checkpoint {path}")
-        if world > 1:
-            # Every rank waits until rank 0 has written its checkpoint: gloo aborts a process
-            # that tears down its group while a peer is still connected (seen under load).
-            torch.distributed.barrier()
-    finally:
-        if world > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    return 0
+        return ClonerTrainer(config, data, device=device)
+
+    return run_training(args, NAME, config, build, train)

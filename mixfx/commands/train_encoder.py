@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mixfx.commands.common import CLIError, number_in_range, require
+from mixfx.commands.common import number_in_range, require
+from mixfx.commands.training import check_run_folder, run_training
 
 __all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "run"]
 
@@ -85,70 +86,36 @@ def _train_config(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Train; returns the exit code."""
     require("tqdm", "train", "mixfx train-encoder")
-    import torch
-
-    from fxdsp.io import atomic_write_text
-    from fxencoder.trainer_base import setup_distributed
-    from fxencoder.training import EncoderTrainer, train
+    from fxencoder.training import EncoderTrainer, open_training_data, train
 
     config = _train_config(args)
-    out: Path = args.out
-    last = out / "last.pt"
-    if args.resume and not last.exists():
-        raise CLIError(f"--resume: no checkpoint {last}")
-    if not args.resume and last.exists():
-        raise CLIError(f"{last} exists: pass --resume to continue it, or choose another --out")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
-    rank, world, device = setup_distributed(args.device)
-    try:
-        from fxencoder.training import open_training_data
+    check_run_folder(args)
 
+    def build(device: str) -> EncoderTrainer:
         data = open_training_data(args.data, config, "train", args.cache_dir)
-        trainer = EncoderTrainer(config, data, device=device)
-        if args.resume:
-            trainer.resume(last)
-        writer, probe = None, None
-        if rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(out / "train_config.json", json.dumps(config.to_dict(), indent=2))
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                SummaryWriter = None
-            if SummaryWriter is not None:
-                writer = SummaryWriter(str(out / "tb"))
-            if args.eval_every:
-                from fxencoder.probe import ProbeSuite
+        return EncoderTrainer(config, data, device=device)
 
-                held = open_training_data(args.data, config, args.probe_split, args.cache_dir)
-                probe = ProbeSuite(
-                    held, styles=args.probe_styles, songs=args.probe_songs,
-                    config=trainer.chain, device=device,
-                )  # fmt: skip
-        callbacks = []
-        if probe is not None:
-            callbacks.append(
-                _probe_callback(probe, writer, args.eval_every, out, trainer.step_count)
+    def callbacks(trainer: EncoderTrainer, writer: Any, device: str) -> list[Any]:
+        hooks = []
+        if args.eval_every:
+            from fxencoder.probe import ProbeSuite
+
+            held = open_training_data(args.data, config, args.probe_split, args.cache_dir)
+            probe = ProbeSuite(
+                held, styles=args.probe_styles, songs=args.probe_songs, config=trainer.chain,
+                device=device,
+            )  # fmt: skip
+            hooks.append(
+                _probe_callback(probe, writer, args.eval_every, args.out, trainer.step_count)
             )
         if writer is not None and args.audio_every:
-            callbacks.append(_audio_callback(writer, args.audio_every, config.model_config()))
-        path = train(
-            trainer, out, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-            writer=writer, progress=not args.no_progress, callbacks=tuple(callbacks),
-        )  # fmt: skip
-        if writer is not None:
-            writer.close()
-        if rank == 0:
-            print(f"mixfx train-encoder: {trainer.step_count} steps, checkpoint {path}")
-        if world > 1:
-            # Every rank waits until rank 0 has written its checkpoint: gloo aborts a process
-            # that tears down its group while a peer is still connected (seen under load).
-            torch.distributed.barrier()
-    finally:
-        if world > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    return 0
+            hooks.append(_audio_callback(writer, args.audio_every, config.model_config()))
+        return hooks
+
+    return run_training(
+        args, NAME, config, build, train, callbacks=callbacks,
+        checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+    )  # fmt: skip
 
 
 def _probe_callback(probe: Any, writer: Any, every: int, out: Path, start: int = 0) -> Any:
