@@ -31,13 +31,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-import fxdsp
 from cloner.loss import DEFAULT_FFT_SIZES, MultiScaleSpectralLoss, embedding_loss
 from cloner.parametric import (
     TRAIN_FORMAT,
@@ -48,16 +46,13 @@ from cloner.parametric import (
     render,
     target_normalized,
 )
-from cloner.training import ConditionedTrainer, _crop
-from fxdsp.config import ConfigBase, check_number
-from fxencoder.trainer_base import check_schedule
+from cloner.training import ConditionedTrainer, TripletRunConfig, _crop
 
 __all__ = ["TRAIN_FORMAT", "ParamTrainConfig", "ParamTrainer"]
 
 
-
 @dataclass(frozen=True)
-class ParamTrainConfig(ConfigBase):
+class ParamTrainConfig(TripletRunConfig):
     """Everything a controller training run needs besides the data.
 
     Attributes:
@@ -117,52 +112,14 @@ class ParamTrainConfig(ConfigBase):
     log_every: int = 10
     audio_every: int = 500
 
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
-            check_number(name, getattr(self, name), low=1, integer=True)
-        for name in ("seed", "audio_every"):
-            check_number(name, getattr(self, name), low=0, integer=True)
-        check_schedule(self)
-        for name in ("lr", "grad_clip"):
-            check_number(name, getattr(self, name), low=0.0, low_open=True)
-        weights = ("mss_lr_weight", "mss_ms_weight", "embedding_weight", "feature_weight",
-                   "param_weight")  # fmt: skip
-        for name in ("weight_decay", *weights):
-            check_number(name, getattr(self, name), low=0.0)
-        if sum(getattr(self, name) for name in weights) <= 0:
-            raise ValueError("every loss weight is 0: nothing to train on")
-        check_number("ref_crop_min", self.ref_crop_min, low=0.0, low_open=True, high=1.0)
-        if not isinstance(self.fxnorm, bool):
-            raise ValueError(f"fxnorm must be true or false, got {self.fxnorm!r}")
-        if not isinstance(self.encoder, (str, Path)) or not str(self.encoder):
-            raise ValueError(f"encoder must be a checkpoint path or a name, got {self.encoder!r}")
-        object.__setattr__(self, "encoder", str(self.encoder))
-        sizes = self.fft_sizes
-        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__") or not sizes:
-            raise ValueError(f"fft_sizes must be a list of FFT sizes, got {sizes!r}")
-        object.__setattr__(self, "fft_sizes", tuple(sizes))
-        if not isinstance(self.model_overrides, Mapping) or not isinstance(self.chain, Mapping):
-            raise ValueError("model_overrides and chain must be mappings")
-        model = self.model_config()
-        MultiScaleSpectralLoss(self.fft_sizes, lr_weight=1.0)  # validates the sizes
-        if max(self.fft_sizes) // 2 + 1 > model.segment_samples:
-            raise ValueError(
-                f"segments of {model.segment_samples} samples are too short for an FFT of "
-                f"{max(self.fft_sizes)}"
-            )
-        self.chain_config()
+    _loss_weights: ClassVar[tuple[str, ...]] = (
+        "mss_lr_weight", "mss_ms_weight", "embedding_weight", "feature_weight", "param_weight",
+    )  # fmt: skip
+    _model_class: ClassVar[type] = ParamControllerConfig
 
     def model_config(self) -> ParamControllerConfig:
         """The controller's config: the preset, the overrides and the segment length."""
-        changes = dict(self.model_overrides)
-        if self.segment_seconds is not None:
-            changes["segment_seconds"] = self.segment_seconds
-        return ParamControllerConfig.preset(self.model, **changes)
-
-    def chain_config(self) -> fxdsp.ChainConfig:
-        """The triplets' chain config at the controller's rate."""
-        cfg = fxdsp.ChainConfig.from_dict(dict(self.chain)) if self.chain else fxdsp.ChainConfig()
-        return cfg.replace(sample_rate=float(self.model_config().sample_rate))
+        return super().model_config()
 
 
 class ParamTrainer(ConditionedTrainer):

@@ -38,7 +38,7 @@ import wave
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -67,8 +67,68 @@ _RANK_SEED_STRIDE = 1_000_003
 _NORMALIZER_ID = "fxdsp.FxNormalizer/corpus_default/1"  # the encoder's: one shared cache
 
 
+class TripletRunConfig(ConfigBase):
+    """The checks and derived configs that :class:`ClonerTrainConfig` and
+    :class:`cloner.parametric_training.ParamTrainConfig` share (the fields are theirs: the
+    model preset and overrides, ``encoder``, the step, schedule and loss-weight fields,
+    ``fft_sizes``, ``ref_crop_min``, ``fxnorm``, ``segment_seconds`` and ``chain``).
+
+    A subclass names its loss weights (at least one must be positive) in ``_loss_weights``
+    and its model config class in ``_model_class``.
+    """
+
+    _loss_weights: ClassVar[tuple[str, ...]]
+    _model_class: ClassVar[type]
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+            check_number(name, getattr(self, name), low=1, integer=True)
+        for name in ("seed", "audio_every"):
+            check_number(name, getattr(self, name), low=0, integer=True)
+        check_schedule(self)
+        for name in ("lr", "grad_clip"):
+            check_number(name, getattr(self, name), low=0.0, low_open=True)
+        for name in ("weight_decay", *self._loss_weights):
+            check_number(name, getattr(self, name), low=0.0)
+        if sum(getattr(self, name) for name in self._loss_weights) <= 0:
+            raise ValueError("every loss weight is 0: nothing to train on")
+        check_number("ref_crop_min", self.ref_crop_min, low=0.0, low_open=True, high=1.0)
+        if not isinstance(self.fxnorm, bool):
+            raise ValueError(f"fxnorm must be true or false, got {self.fxnorm!r}")
+        if not isinstance(self.encoder, (str, Path)) or not str(self.encoder):
+            raise ValueError(f"encoder must be a checkpoint path or a name, got {self.encoder!r}")
+        object.__setattr__(self, "encoder", str(self.encoder))
+        sizes = self.fft_sizes
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__") or not sizes:
+            raise ValueError(f"fft_sizes must be a list of FFT sizes, got {sizes!r}")
+        object.__setattr__(self, "fft_sizes", tuple(sizes))
+        if not isinstance(self.model_overrides, Mapping) or not isinstance(self.chain, Mapping):
+            raise ValueError("model_overrides and chain must be mappings")
+        model = self.model_config()  # validates the preset, the overrides and segment_seconds
+        MultiScaleSpectralLoss(self.fft_sizes, lr_weight=1.0)  # validates the sizes
+        if max(self.fft_sizes) // 2 + 1 > model.segment_samples:
+            raise ValueError(
+                f"segments of {model.segment_samples} samples are too short for an FFT of "
+                f"{max(self.fft_sizes)}"
+            )
+        self.chain_config()
+
+    def model_config(self) -> Any:
+        """The model's config: the preset, the overrides and the segment length."""
+        changes = dict(self.model_overrides)
+        if self.segment_seconds is not None:
+            changes["segment_seconds"] = self.segment_seconds
+        return self._model_class.preset(self.model, **changes)
+
+    def chain_config(self) -> fxdsp.ChainConfig:
+        """The chain config (the reference's unless ``chain`` says otherwise) at the model's
+        rate."""
+        cfg = fxdsp.ChainConfig.from_dict(dict(self.chain)) if self.chain else fxdsp.ChainConfig()
+        return cfg.replace(sample_rate=float(self.model_config().sample_rate))
+
+
 @dataclass(frozen=True)
-class ClonerTrainConfig(ConfigBase):
+class ClonerTrainConfig(TripletRunConfig):
     """Everything a cloner training run needs besides the data.
 
     Attributes:
@@ -127,51 +187,16 @@ class ClonerTrainConfig(ConfigBase):
     log_every: int = 10
     audio_every: int = 1000
 
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
-            check_number(name, getattr(self, name), low=1, integer=True)
-        for name in ("seed", "audio_every"):
-            check_number(name, getattr(self, name), low=0, integer=True)
-        check_schedule(self)
-        for name in ("lr", "grad_clip"):
-            check_number(name, getattr(self, name), low=0.0, low_open=True)
-        for name in ("weight_decay", "mss_lr_weight", "mss_ms_weight", "embedding_weight"):
-            check_number(name, getattr(self, name), low=0.0)
-        if self.mss_lr_weight + self.mss_ms_weight + self.embedding_weight <= 0:
-            raise ValueError("every loss weight is 0: nothing to train on")
-        check_number("ref_crop_min", self.ref_crop_min, low=0.0, low_open=True, high=1.0)
-        if not isinstance(self.fxnorm, bool):
-            raise ValueError(f"fxnorm must be true or false, got {self.fxnorm!r}")
-        if not isinstance(self.encoder, (str, Path)) or not str(self.encoder):
-            raise ValueError(f"encoder must be a checkpoint path or a name, got {self.encoder!r}")
-        object.__setattr__(self, "encoder", str(self.encoder))
-        sizes = self.fft_sizes
-        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__") or not sizes:
-            raise ValueError(f"fft_sizes must be a list of FFT sizes, got {sizes!r}")
-        object.__setattr__(self, "fft_sizes", tuple(sizes))
-        if not isinstance(self.model_overrides, Mapping) or not isinstance(self.chain, Mapping):
-            raise ValueError("model_overrides and chain must be mappings")
-        model = self.model_config()  # validates the preset, the overrides and segment_seconds
-        MultiScaleSpectralLoss(self.fft_sizes, lr_weight=1.0)  # validates the sizes
-        if max(self.fft_sizes) // 2 + 1 > model.segment_samples:
-            raise ValueError(
-                f"segments of {model.segment_samples} samples are too short for an FFT of "
-                f"{max(self.fft_sizes)}"
-            )
-        self.chain_config()
+    _loss_weights: ClassVar[tuple[str, ...]] = (
+        "mss_lr_weight",
+        "mss_ms_weight",
+        "embedding_weight",
+    )
+    _model_class: ClassVar[type] = ClonerConfig
 
     def model_config(self) -> ClonerConfig:
         """The cloner's config: the preset, the overrides and the segment length."""
-        changes = dict(self.model_overrides)
-        if self.segment_seconds is not None:
-            changes["segment_seconds"] = self.segment_seconds
-        return ClonerConfig.preset(self.model, **changes)
-
-    def chain_config(self) -> fxdsp.ChainConfig:
-        """The chain config (the reference's unless ``chain`` says otherwise) at the model's
-        rate."""
-        cfg = fxdsp.ChainConfig.from_dict(dict(self.chain)) if self.chain else fxdsp.ChainConfig()
-        return cfg.replace(sample_rate=float(self.model_config().sample_rate))
+        return super().model_config()
 
 
 def open_training_data(
