@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mixfx.commands.common import CLIError, number_in_range, require
+from mixfx.commands.common import (
+    check_device,
+    number_in_range,
+    require,
+)
 
 __all__ = ["DEFAULT_OUT", "DESCRIPTION", "HELP", "NAME", "configure", "run"]
 
@@ -69,16 +73,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo and print its report."""
     require("soundfile", "io", "mixfx demo")
     require("matplotlib", "plot", "mixfx demo")
-    import torch
 
     from mixfx.demo import format_report, run_demo
 
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise CLIError(f"unknown device {args.device!r} (try cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
+    device = check_device(args.device)
     summary = run_demo(
         args.out,
         seconds=args.seconds,

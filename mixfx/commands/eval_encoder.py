@@ -16,7 +16,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mixfx.commands.common import CLIError, number_in_range, require
+from mixfx.commands.common import (
+    check_device,
+    json_default,
+    labelled,
+    number_in_range,
+    parse_labelled,
+    require,
+)
 
 __all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "parse_encoder", "run"]
 
@@ -78,31 +85,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_encoder(text: str) -> tuple[str, str]:
-    """``"label=path"`` → ``(label, path)``; a bare path or name → ``(label, text)`` with the
-    file's stem as label (its folder's name for a run's ``last.pt``), or the name itself."""
-    label, sep, rest = text.partition("=")
-    if sep and label and rest and "/" not in label and "\\" not in label:
-        return label, rest
-    if not text:
-        raise CLIError("--encoder: an empty name")
-    path = Path(text)
-    if not path.suffix:
-        return path.name, text
-    if path.stem == "last" and path.parent.name:
-        return path.parent.name, text
-    return path.stem, text
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON-able: {type(obj).__name__}")
+    """``"label=path"`` → ``(label, path)`` (:func:`mixfx.commands.common.parse_labelled`)."""
+    return parse_labelled(text, "--encoder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,20 +94,15 @@ def run(args: argparse.Namespace) -> int:
     tqdm = require("tqdm", "train", "mixfx eval-encoder").tqdm
     require("sklearn", "train", "mixfx eval-encoder")
     require("matplotlib", "plot", "mixfx eval-encoder")
-    import torch
 
     import fxdsp
     import fxencoder
     from fxdsp.io import atomic_write_text
     from fxencoder import evaluation as ev
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
-    specs = [parse_encoder(t) for t in args.encoder]
+    check_device(args.device)
+    specs = labelled(args.encoder, "--encoder")
     labels = [label for label, _ in specs]
-    dupes = sorted({x for x in labels if labels.count(x) > 1})
-    if dupes:
-        raise CLIError(f"--encoder: label(s) {dupes} given twice; name them with LABEL=PATH")
     encoders = {label: fxencoder.load(path, device=args.device) for label, path in specs}
     first = next(iter(encoders.values()), None)
     sample_rate = first.config.sample_rate if first is not None else 44100
@@ -188,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     }
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=_json_default))
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=json_default))
     atomic_write_text(out / "results.md", ev.results_markdown(results))
     pngs = []
     for condition in results["conditions"]:

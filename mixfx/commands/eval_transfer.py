@@ -25,7 +25,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mixfx.commands.common import CLIError, number_in_range, require
+from mixfx.commands.common import (
+    CLIError,
+    check_device,
+    json_default,
+    labelled,
+    number_in_range,
+    require,
+)
 
 __all__ = ["DESCRIPTION", "HELP", "NAME", "configure", "run"]
 
@@ -107,31 +114,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _parse_labelled(text: str) -> tuple[str, str]:
-    label, sep, path = text.partition("=")
-    if sep and label and path and "/" not in label:
-        return label, path
-    return Path(text).stem if text != "default" else "default", text
-
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON-able: {type(obj).__name__}")
-
-
 def run(args: argparse.Namespace) -> int:
     """Evaluate; returns the exit code."""
     tqdm = require("tqdm", "train", "mixfx eval-transfer").tqdm
     require("matplotlib", "plot", "mixfx eval-transfer")
     sf = require("soundfile", "io", "mixfx eval-transfer")
-    import torch
 
     import cloner
     import fxencoder
@@ -140,13 +127,9 @@ def run(args: argparse.Namespace) -> int:
     from fxdsp.io import atomic_write, atomic_write_text
     from fxencoder.evaluation import load_segments
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
-    specs = [_parse_labelled(t) for t in args.cloner]
+    check_device(args.device)
+    specs = labelled(args.cloner, "--cloner")
     labels = [label for label, _ in specs]
-    dupes = sorted({x for x in labels if labels.count(x) > 1})
-    if dupes:
-        raise CLIError(f"--cloner: label(s) {dupes} given twice; name them with LABEL=PATH")
     models = {label: cloner.load(path, device=args.device) for label, path in specs}
     infos = {label: read_info(path) for label, path in specs}
     controllers, controller_encoders = _load_controllers(args)
@@ -248,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
                  recorded.items()}  # fmt: skip
         results["param_recovery"] = param_recovery(first, chains, items.sample_rate, chain)
         markdown.append(recovery_markdown(results["param_recovery"]))
-    atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=_json_default))
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=json_default))
     atomic_write_text(out / "results.md", "\n".join(markdown))
     stems = results["stems"]["methods"]
     summary = ", ".join(f"{name} {m['mix']['mss_lr']['mean']:.3f}" for name, m in stems.items())
@@ -261,11 +244,7 @@ def _load_controllers(args: argparse.Namespace) -> tuple[dict[str, Any], dict[st
     """``--params``: ``({label: controller}, {label: its encoder})``."""
     from cloner import parametric as pm
 
-    specs = [_parse_labelled(t) for t in args.params]
-    labels = [label for label, _ in specs]
-    dupes = sorted({x for x in labels if labels.count(x) > 1})
-    if dupes:
-        raise CLIError(f"--params: label(s) {dupes} given twice; name them with LABEL=PATH")
+    specs = labelled(args.params, "--params")
     controllers, encoders = {}, {}
     for label, path in specs:
         controllers[label] = pm.load_controller(path, device=args.device)

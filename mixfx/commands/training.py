@@ -15,14 +15,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mixfx.commands.common import CLIError
+from mixfx.commands.common import CLIError, check_device
 
 __all__ = ["check_run_folder", "run_training", "saved_train_config"]
 
 
 def check_run_folder(args: argparse.Namespace) -> Path:
     """``OUT/last.pt``, after checking ``--resume`` against it, ``--data`` and ``--device``."""
-    import torch
 
     last = Path(args.out) / "last.pt"
     if args.resume and not last.exists():
@@ -31,8 +30,7 @@ def check_run_folder(args: argparse.Namespace) -> Path:
         raise CLIError(f"{last} exists: pass --resume to continue it, or choose another --out")
     if not Path(args.data).exists():
         raise CLIError(f"--data: no such folder {args.data}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
+    check_device(args.device)
     return last
 
 

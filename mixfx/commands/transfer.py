@@ -38,7 +38,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mixfx.commands.common import CLIError, number_in_range, require
+from mixfx.commands.common import (
+    CLIError,
+    check_device,
+    number_in_range,
+    require,
+)
 
 __all__ = [
     "DESCRIPTION",
@@ -354,12 +359,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     _check_args(args)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise CLIError(f"unknown device {args.device!r} (try cpu or cuda)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
+    device = check_device(args.device)
     progress = not args.no_progress
 
     songs = {"input": read_song(args.input, "input")}
