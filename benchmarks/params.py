@@ -29,10 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 # Take this folder off the path while the packages are imported (``python benchmarks/params.py``
@@ -47,35 +44,10 @@ from cloner import parametric as pm  # noqa: E402
 from fxencoder import FXEncoder, FXEncoderConfig  # noqa: E402
 
 sys.path.append(str(_HERE))
+from common import STEMS, song, timed  # noqa: E402  (benchmarks/common.py)
 from effects import machine  # noqa: E402  (benchmarks/effects.py: the machine description)
 
-STEMS = ("drums", "bass", "other", "vocals")
 SR = 44100
-
-
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Median seconds of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def song(seconds: float, seed: int) -> dict[str, torch.Tensor]:
-    """Four stereo stems of tones and coloured noise (the content does not change the cost)."""
-    gen = torch.Generator().manual_seed(seed)
-    n = round(seconds * SR)
-    t = torch.arange(n) / SR
-    out = {}
-    for i, name in enumerate(STEMS):
-        tone = torch.sin(2 * torch.pi * (55.0 * 2**i) * t)
-        noise = torch.randn(2, n, generator=gen).cumsum(-1) * 1e-3
-        noise = noise - noise.mean(dim=-1, keepdim=True)
-        out[name] = (0.1 * tone + noise).float()
-    return out
 
 
 def song_table(args: argparse.Namespace) -> tuple[str, list[dict]]:

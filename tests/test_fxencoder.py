@@ -167,6 +167,47 @@ def test_save_load_round_trip_half_and_corruption(tmp_path: Path) -> None:
         fxencoder.load(tmp_path / "missing.pt")
 
 
+def test_named_weights_are_verified_by_sha256(tmp_path: Path, monkeypatch) -> None:
+    import hashlib
+
+    import fxencoder.api as api
+
+    torch.manual_seed(0)
+    model = FXEncoder(FXEncoderConfig.preset("tiny")).eval()
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    fxencoder.save(model, weights / "mine.pt", half=True)
+    digest = hashlib.sha256((weights / "mine.pt").read_bytes()).hexdigest()
+    (weights / "manifest.json").write_text(
+        json.dumps({"mine": {"file": "mine.pt", "sha256": digest}})
+    )
+    monkeypatch.setattr(api, "WEIGHTS_DIR", weights)
+    assert fxencoder.load("mine").config == model.config
+    data = bytearray((weights / "mine.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: still a readable zip, wrong weights
+    (weights / "mine.pt").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        fxencoder.load("mine")
+    (weights / "mine.pt").write_bytes(bytes(data[:1000]))
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        fxencoder.load("mine")
+    with pytest.raises(ValueError, match=r"named models: mine"):
+        fxencoder.load("other")
+
+
+def test_shipped_encoders_match_their_manifest() -> None:
+    import fxencoder.api as api
+
+    manifest = json.loads((api.WEIGHTS_DIR / "manifest.json").read_text())
+    assert "default" in manifest
+    for name, entry in manifest.items():
+        assert api.sha256_of(api.WEIGHTS_DIR / entry["file"]) == entry["sha256"], name
+        model = fxencoder.load(name)
+        x = 0.1 * torch.randn(1, 2, SR, generator=torch.Generator().manual_seed(0))
+        e = model.embed(x, SR)
+        assert e.shape == (1, model.config.embed_dim) and torch.isfinite(e).all()
+
+
 def test_reference_checkpoint_layout_converts(tmp_path: Path) -> None:
     """A checkpoint in the reference's layout, built here, loads as the paper preset."""
     torch.manual_seed(1)
