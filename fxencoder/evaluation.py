@@ -97,6 +97,7 @@ __all__ = [
     "OracleEmbedder",
     "as_embedder",
     "bootstrap_accuracy",
+    "bootstrap_difference",
     "chain_config",
     "default_embedders",
     "draw_chains",
@@ -572,6 +573,33 @@ def multitrack_view(items: ItemSet) -> ItemSet:
 # ------------------------------------------------------------------------------------------------
 # Scores
 # ------------------------------------------------------------------------------------------------
+def _song_bootstrap(
+    hits: Sequence[np.ndarray], songs: Sequence[np.ndarray], n_boot: int, seed: int
+) -> tuple[float, np.ndarray]:
+    """The point estimate and the ``(n_boot,)`` replicates of :func:`bootstrap_accuracy`."""
+    if len(hits) == 0 or len(hits) != len(songs):
+        raise ValueError("hits and songs must be non-empty sequences of the same length")
+    labels = np.unique(np.concatenate([np.asarray(s).reshape(-1) for s in songs]))
+    correct, count = [], []
+    for h, s in zip(hits, songs, strict=True):
+        h = np.asarray(h, dtype=np.float64)
+        valid = ~np.isnan(h)
+        if not valid.any():
+            raise ValueError("a set has no query with a candidate")
+        k = np.searchsorted(labels, np.asarray(s).reshape(-1)[valid])
+        correct.append(np.bincount(k, weights=h[valid], minlength=len(labels)))
+        count.append(np.bincount(k, minlength=len(labels)).astype(np.float64))
+    c, n = np.stack(correct), np.stack(count)  # (sets, songs)
+    point = float(np.mean(c.sum(1) / n.sum(1)))
+    has = n.sum(0) > 0
+    c, n = c[:, has], n[:, has]
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(has.sum(), np.full(has.sum(), 1.0 / has.sum()), size=n_boot)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reps = (draws @ c.T) / (draws @ n.T)  # (n_boot, sets); NaN if a set drew no query
+    return point, np.nanmean(reps, axis=1)
+
+
 def bootstrap_accuracy(
     hits: Sequence[np.ndarray],
     songs: Sequence[np.ndarray],
@@ -597,30 +625,35 @@ def bootstrap_accuracy(
     Returns:
         ``(accuracy, low, high)``.
     """
-    if len(hits) == 0 or len(hits) != len(songs):
-        raise ValueError("hits and songs must be non-empty sequences of the same length")
-    labels = np.unique(np.concatenate([np.asarray(s).reshape(-1) for s in songs]))
-    correct, count = [], []
-    for h, s in zip(hits, songs, strict=True):
-        h = np.asarray(h, dtype=np.float64)
-        valid = ~np.isnan(h)
-        if not valid.any():
-            raise ValueError("a set has no query with a candidate")
-        k = np.searchsorted(labels, np.asarray(s).reshape(-1)[valid])
-        correct.append(np.bincount(k, weights=h[valid], minlength=len(labels)))
-        count.append(np.bincount(k, minlength=len(labels)).astype(np.float64))
-    c, n = np.stack(correct), np.stack(count)  # (sets, songs)
-    point = float(np.mean(c.sum(1) / n.sum(1)))
-    has = n.sum(0) > 0
-    c, n = c[:, has], n[:, has]
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(has.sum(), np.full(has.sum(), 1.0 / has.sum()), size=n_boot)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        reps = (draws @ c.T) / (draws @ n.T)  # (n_boot, sets); NaN if a set drew no query
-    reps = np.nanmean(reps, axis=1)
+    point, reps = _song_bootstrap(hits, songs, n_boot, seed)
     alpha = (1.0 - level) / 2.0
     low, high = np.nanquantile(reps, [alpha, 1.0 - alpha])
     return point, float(low), float(high)
+
+
+def bootstrap_difference(
+    hits_a: Sequence[np.ndarray],
+    hits_b: Sequence[np.ndarray],
+    songs: Sequence[np.ndarray],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """Accuracy of ``a`` minus accuracy of ``b`` on the same queries, with a paired interval.
+
+    Both are scored on the same replicates (the same songs drawn), so what the two embeddings
+    share (an easy or a hard song) cancels: the interval is the one of the difference, narrower
+    than the two separate intervals suggest. Arguments as :func:`bootstrap_accuracy`; ``songs``
+    are the queries' songs in both.
+
+    Returns:
+        ``(difference, low, high)``.
+    """
+    point_a, reps_a = _song_bootstrap(hits_a, songs, n_boot, seed)
+    point_b, reps_b = _song_bootstrap(hits_b, songs, n_boot, seed)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.nanquantile(reps_a - reps_b, [alpha, 1.0 - alpha])
+    return point_a - point_b, float(low), float(high)
 
 
 def _scores(
@@ -803,6 +836,10 @@ def evaluate(
                     **{k: s[k] for k in _MEAN_KEYS}, "retrieval": acc, "retrieval_low": lo,
                     "retrieval_high": hi, "explicitness_per_factor": s["explicitness_per_factor"],
                 }  # fmt: skip
+                if name not in (*BASELINES, ORACLE) and _VERSUS in names:
+                    entry[name]["vs_" + _VERSUS] = _versus(
+                        [s], [res.scores[scope][_VERSUS]], bootstrap, seed
+                    )
             conditions[f"{scope}_full"] = _condition_info(res.sets, scope, styles, entry)
         if all(e in per_setting for e in EFFECTS):
             entry = {}
@@ -826,6 +863,12 @@ def evaluate(
                     "retrieval": acc, "retrieval_low": lo, "retrieval_high": hi,
                     "per_effect": per_effect,
                 }  # fmt: skip
+                if name not in (*BASELINES, ORACLE) and _VERSUS in names:
+                    entry[name]["vs_" + _VERSUS] = _versus(
+                        list(per.values()),
+                        [per_setting[e].scores[scope][_VERSUS] for e in EFFECTS],
+                        bootstrap, seed,
+                    )  # fmt: skip
             sets = per_setting[EFFECTS[0]].sets
             conditions[f"{scope}_single"] = _condition_info(sets, scope, styles, entry)
     ordered = {c: conditions[c] for c in CONDITIONS if c in conditions}
@@ -835,6 +878,19 @@ def evaluate(
         for scope in _SCOPES
     }
     return {"conditions": ordered, "embeddings": names}, plot_sets
+
+
+_VERSUS = "effect_features"  # the baseline a learned encoder must beat
+
+
+def _versus(
+    mine: Sequence[Mapping[str, Any]], theirs: Sequence[Mapping[str, Any]], n_boot: int, seed: int
+) -> dict[str, float]:
+    diff, lo, hi = bootstrap_difference(
+        [m["_hits"] for m in mine], [t["_hits"] for t in theirs], [m["_songs"] for m in mine],
+        n_boot, seed,
+    )  # fmt: skip
+    return {"difference": diff, "low": lo, "high": hi}
 
 
 def _condition_info(
@@ -906,6 +962,28 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         "comparison. Multitrack embeddings are the four stems' embeddings concatenated. "
         "`oracle` embeds each item by its own factors: the best this sample size allows.",
     ]
+    key = "vs_" + _VERSUS
+    versus = [n for n in results["embeddings"] if key in cells[conds[0]]["embeddings"][n]]
+    if versus:
+        out += [
+            "",
+            "## Retrieval minus the hand-made effect features (paired song bootstrap, 95 %)",
+            "",
+            "Both embeddings are scored on the same bootstrap draws of songs, so an interval "
+            "that excludes 0 is a difference the songs cannot explain.",
+            "",
+            "| embedding | " + " | ".join(_HEAD[c] for c in conds) + " |",
+            "|" + "---|" * (len(conds) + 1),
+        ]
+        for name in versus:
+            row = []
+            for c in conds:
+                v = cells[c]["embeddings"][name].get(key)
+                row.append(
+                    "—" if v is None
+                    else f"{v['difference']:+.3f} [{v['low']:+.2f}, {v['high']:+.2f}]"
+                )  # fmt: skip
+            out.append(f"| {name} | " + " | ".join(row) + " |")
     singles = [c for c in ("multitrack_single", "stem_single") if c in cells]
     for c in singles:
         out += ["", f"## {_HEAD[c]}: per effect (DCIMIG / explicitness / retrieval)", ""]

@@ -210,6 +210,34 @@ def test_bootstrap_of_one_set_equals_retrieval_bootstrap() -> None:
     assert two[0] == pytest.approx((np.mean(hits) + 1) / 2)
 
 
+def test_paired_bootstrap_difference_matches_a_plain_loop() -> None:
+    rng = np.random.default_rng(4)
+    song = np.repeat(np.arange(8), 12)
+    a = (rng.random(96) < 0.5 + 0.04 * song).astype(float)  # songs differ in difficulty
+    b = a.copy()
+    b[::12] = 0.0  # b misses one more query than a in some songs, never fewer
+    a[::12] = 1.0
+    diff, lo, hi = ev.bootstrap_difference([a], [b], [song], 500, 11)
+    assert diff == pytest.approx(a.mean() - b.mean(), abs=1e-12)
+    # The same replicates by hand: the documented song draws, accuracies in a plain loop.
+    draws = np.random.default_rng(11).multinomial(8, np.full(8, 1 / 8), size=500)
+    reps = []
+    for m in draws:
+        num_a = num_b = den = 0.0
+        for s_ in range(8):
+            q = song == s_
+            num_a += m[s_] * a[q].sum()
+            num_b += m[s_] * b[q].sum()
+            den += m[s_] * q.sum()
+        reps.append(num_a / den - num_b / den)
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])), abs=1e-12)
+    assert lo > 0  # a is never worse: the paired interval excludes 0 ...
+    a_lo = ev.bootstrap_accuracy([a], [song], 500, 11)[1]
+    b_hi = ev.bootstrap_accuracy([b], [song], 500, 11)[2]
+    assert a_lo < b_hi  # ... while the two separate intervals overlap
+    assert ev.bootstrap_difference([a], [a], [song], 100, 0) == (0.0, 0.0, 0.0)
+
+
 def test_load_segments_aligns_four_loud_stems(segments: ev.EvalSegments) -> None:
     assert segments.audio.shape == (4, 4, 2, round(SECONDS * SR))
     rms_db = 10 * torch.log10(segments.audio.pow(2).mean(dim=(-1, -2)))
