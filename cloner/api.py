@@ -196,42 +196,114 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None) -> 
     return model.to(device or "cpu").eval()
 
 
+def _locate(record: Mapping[str, Any]) -> str:
+    """The recorded encoder's source, or where the same file is now.
+
+    A checkpoint records the encoder's absolute path; in another checkout (a fresh clone, CI, a
+    colleague's machine) that path is gone. Then the path's tails are tried relative to the
+    working directory (``/old/clone/checkpoints/x/enc.pt`` → ``checkpoints/x/enc.pt``, ...)
+    and the shipped names; only a file with the recorded SHA-256 is taken.
+    """
+    import fxencoder.api as fxapi
+
+    source = str(record["source"])
+    digest = record.get("sha256")
+    path = Path(source)
+    if not digest or path.exists() or source in _manifest_names():
+        return source
+    parts = path.parts
+    for k in range(1, len(parts)):
+        tail = Path(*parts[k:])
+        if tail.is_file() and sha256_of(tail) == digest:
+            return str(tail)
+    manifest = _read_manifest(fxapi.WEIGHTS_DIR / "manifest.json")
+    for name, entry in manifest.items():
+        if entry.get("sha256") == digest:
+            return name
+    return source
+
+
+def _manifest_names() -> set[str]:
+    import fxencoder.api as fxapi
+
+    return set(_read_manifest(fxapi.WEIGHTS_DIR / "manifest.json"))
+
+
 def load_encoder_for(
     cloner_info: Mapping[str, Any],
     encoder: str | Path | None = None,
     device: str | torch.device | None = None,
+    *,
+    model_name: str = "cloner",
+    dim_key: str = "cond_dim",
 ) -> Any:
-    """The encoder a cloner was trained with, or ``encoder`` checked against it.
+    """The encoder a cloner (or a controller) was trained with, or ``encoder`` checked against it.
 
     Args:
-        cloner_info: :func:`read_info` of the cloner's checkpoint.
+        cloner_info: :func:`read_info` of the cloner's checkpoint (or
+            :func:`cloner.parametric.read_controller_info` of a controller's).
         encoder: an encoder name or file to use instead of the recorded one (``None``: the
-            recorded one). When the checkpoint records a SHA-256 and this file's differs, a
-            warning says so (the transfer will run, but the embeddings are not the ones the
-            cloner learned from).
+            recorded one, found by :func:`_locate` when its path is gone). When the checkpoint
+            records a SHA-256 and this file's differs, a warning says so (the transfer will run,
+            but the embeddings are not the ones the model learned from).
         device: where the encoder goes.
+        model_name: ``"cloner"`` or ``"controller"``, for messages.
+        dim_key: the model config's field that must equal the encoder's ``embed_dim``.
 
     Returns:
         An :class:`fxencoder.FXEncoder` in eval mode.
 
     Raises:
         ValueError: no encoder given and none recorded (or the recorded one is gone or
-            changed), or an encoder whose embedding size is not the cloner's ``cond_dim``.
+            changed), or an encoder whose embedding size is not the model's.
     """
     import fxencoder
 
     record = cloner_info.get("encoder")
     if isinstance(record, str):
         record = {"source": record, "sha256": None}
-    cond_dim = int(cloner_info["config"]["cond_dim"])
+    want = int(cloner_info["config"][dim_key])
 
     def check_size(model: Any) -> Any:
-        if model.config.embed_dim != cond_dim:
+        if model.config.embed_dim != want:
             raise ValueError(
-                f"the encoder embeds in {model.config.embed_dim} dimensions but the cloner is "
-                f"conditioned on {cond_dim}: not the encoder it was trained with"
+                f"the encoder embeds in {model.config.embed_dim} dimensions but the "
+                f"{model_name} takes {want}: not the encoder it was trained with"
             )
         return model
+
+    if encoder is None:
+        if not isinstance(record, Mapping) or not record.get("source"):
+            raise ValueError(
+                f"the {model_name} checkpoint does not record its encoder; pass the one it was "
+                "trained with (--encoder PATH)"
+            )
+        source = _locate(record)
+        try:
+            model = fxencoder.load(source, device=device)
+        except ValueError as err:
+            raise ValueError(
+                f"cannot load the encoder the {model_name} was trained with ({source}): {err}; "
+                "pass it with --encoder PATH"
+            ) from None
+        digest = encoder_record(source)["sha256"]
+        if record.get("sha256") and digest and digest != record["sha256"]:
+            raise ValueError(
+                f"the encoder file {source} has changed since the {model_name} was trained with "
+                f"it (SHA-256 {digest[:16]}… != recorded {record['sha256'][:16]}…); pass the "
+                "right one with --encoder PATH"
+            )
+        return check_size(model)
+    model = check_size(fxencoder.load(encoder, device=device))
+    digest = encoder_record(encoder)["sha256"]
+    recorded = record.get("sha256") if isinstance(record, Mapping) else None
+    if recorded and digest and digest != recorded:
+        warnings.warn(
+            f"the encoder {encoder} is not the one the {model_name} was trained with "
+            f"({record.get('source')}, SHA-256 {str(recorded)[:16]}…)",
+            stacklevel=2,
+        )
+    return model
 
     if encoder is None:
         if not isinstance(record, Mapping) or not record.get("source"):

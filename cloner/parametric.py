@@ -1076,46 +1076,6 @@ def load_encoder_for_controller(
         ValueError: none given and none recorded (or the recorded file is gone or changed), or
             an embedding size other than the controller's ``embed_dim``.
     """
-    import warnings
+    from cloner.api import load_encoder_for
 
-    import fxencoder
-    from cloner.api import encoder_record
-
-    record = info.get("encoder")
-    record = record if isinstance(record, Mapping) else {}
-    embed_dim = int(info["config"]["embed_dim"])
-    if encoder is None:
-        source = record.get("source")
-        if not source:
-            raise ValueError(
-                "the controller checkpoint does not record its encoder; pass the one it was "
-                "trained with (--encoder PATH)"
-            )
-        try:
-            model = fxencoder.load(str(source), device=device)
-        except ValueError as err:
-            raise ValueError(
-                f"cannot load the encoder the controller was trained with ({source}): {err}; "
-                "pass it with --encoder PATH"
-            ) from None
-        digest = encoder_record(str(source))["sha256"]
-        if record.get("sha256") and digest and digest != record["sha256"]:
-            raise ValueError(
-                f"the encoder file {source} has changed since the controller was trained with "
-                "it; pass the right one with --encoder PATH"
-            )
-    else:
-        model = fxencoder.load(encoder, device=device)
-        digest = encoder_record(encoder)["sha256"]
-        if record.get("sha256") and digest and digest != record["sha256"]:
-            warnings.warn(
-                f"the encoder {encoder} is not the one the controller was trained with "
-                f"({record.get('source')})",
-                stacklevel=2,
-            )
-    if model.config.embed_dim != embed_dim:
-        raise ValueError(
-            f"the encoder embeds in {model.config.embed_dim} dimensions but the controller takes "
-            f"{embed_dim}: not the encoder it was trained with"
-        )
-    return model
+    return load_encoder_for(info, encoder, device, model_name="controller", dim_key="embed_dim")

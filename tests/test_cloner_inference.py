@@ -372,6 +372,22 @@ def test_bad_checkpoints_are_clear_errors(tmp_path: Path) -> None:
         api.load(tmp_path / "missing.pt")
 
 
+def test_a_recorded_encoder_is_found_in_another_checkout(tmp_path: Path, monkeypatch) -> None:
+    # Trained in /old/clone; used from a fresh clone (the working directory) holding the file.
+    (tmp_path / "checkpoints" / "enc").mkdir(parents=True)
+    here = tmp_path / "checkpoints" / "enc" / "enc.pt"
+    fxencoder.save(tiny_encoder(), here)
+    record = {"source": "/old/clone/checkpoints/enc/enc.pt", "sha256": api.sha256_of(here)}
+    api.save(randomised(FRAME), tmp_path / "c.pt", encoder=record)
+    info = api.read_info(tmp_path / "c.pt")
+    monkeypatch.chdir(tmp_path)
+    enc = api.load_encoder_for(info)
+    assert enc.config == FXEncoderConfig.preset("tiny")
+    fxencoder.save(tiny_encoder(seed=5), here)  # another file at that place: not taken
+    with pytest.raises(ValueError, match="cannot load the encoder the cloner was trained with"):
+        api.load_encoder_for(info)
+
+
 def test_the_checkpoint_names_its_encoder(tmp_path: Path) -> None:
     enc_path = tmp_path / "enc.pt"
     fxencoder.save(tiny_encoder(), enc_path)
