@@ -603,7 +603,7 @@ def train(
     if progress and trainer.rank == 0:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=trainer.step_count, desc="cloner", unit="step")
+        bar = tqdm(total=total, initial=trainer.step_count, desc=trainer.model_name, unit="step")
     while trainer.step_count < total:
         upcoming = trainer.step_count + 1
         want_audio = logging and audio_every > 0 and upcoming % audio_every == 0
