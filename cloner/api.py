@@ -304,36 +304,3 @@ def load_encoder_for(
             stacklevel=2,
         )
     return model
-
-    if encoder is None:
-        if not isinstance(record, Mapping) or not record.get("source"):
-            raise ValueError(
-                "the cloner checkpoint does not record its encoder; pass the one it was trained "
-                "with (--encoder PATH)"
-            )
-        source = str(record["source"])
-        try:
-            model = fxencoder.load(source, device=device)
-        except ValueError as err:
-            raise ValueError(
-                f"cannot load the encoder the cloner was trained with ({source}): {err}; pass "
-                "it with --encoder PATH"
-            ) from None
-        digest = encoder_record(source)["sha256"]
-        if record.get("sha256") and digest and digest != record["sha256"]:
-            raise ValueError(
-                f"the encoder file {source} has changed since the cloner was trained with it "
-                f"(SHA-256 {digest[:16]}… != recorded {record['sha256'][:16]}…); pass the right "
-                "one with --encoder PATH"
-            )
-        return check_size(model)
-    model = check_size(fxencoder.load(encoder, device=device))
-    digest = encoder_record(encoder)["sha256"]
-    recorded = record.get("sha256") if isinstance(record, Mapping) else None
-    if recorded and digest and digest != recorded:
-        warnings.warn(
-            f"the encoder {encoder} is not the one the cloner was trained with "
-            f"({record.get('source')}, SHA-256 {str(recorded)[:16]}…)",
-            stacklevel=2,
-        )
-    return model
