@@ -209,24 +209,18 @@ def _locate(record: Mapping[str, Any]) -> str:
     source = str(record["source"])
     digest = record.get("sha256")
     path = Path(source)
-    if not digest or path.exists() or source in _manifest_names():
+    manifest = _read_manifest(fxapi.WEIGHTS_DIR / "manifest.json")
+    if not digest or path.exists() or source in manifest:
         return source
     parts = path.parts
     for k in range(1, len(parts)):
         tail = Path(*parts[k:])
         if tail.is_file() and sha256_of(tail) == digest:
             return str(tail)
-    manifest = _read_manifest(fxapi.WEIGHTS_DIR / "manifest.json")
     for name, entry in manifest.items():
         if entry.get("sha256") == digest:
             return name
     return source
-
-
-def _manifest_names() -> set[str]:
-    import fxencoder.api as fxapi
-
-    return set(_read_manifest(fxapi.WEIGHTS_DIR / "manifest.json"))
 
 
 def load_encoder_for(

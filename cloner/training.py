@@ -50,7 +50,7 @@ from cloner.config import ClonerConfig
 from cloner.loss import DEFAULT_FFT_SIZES, MultiScaleSpectralLoss, embedding_loss
 from cloner.model import MixFXCloner
 from fxdsp.config import ConfigBase, check_number
-from fxencoder.trainer_base import TrainerBase, check_schedule, distributed
+from fxencoder.trainer_base import RANK_SEED_STRIDE, TrainerBase, check_schedule, distributed
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -63,7 +63,6 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "mixfx.cloner.train/1"
-_RANK_SEED_STRIDE = 1_000_003
 _NORMALIZER_ID = "fxdsp.FxNormalizer/corpus_default/1"  # the encoder's: one shared cache
 
 
@@ -346,7 +345,7 @@ class ConditionedTrainer(TrainerBase):
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        self.gen = torch.Generator().manual_seed(config.seed + _RANK_SEED_STRIDE * self.rank)
+        self.gen = torch.Generator().manual_seed(config.seed + RANK_SEED_STRIDE * self.rank)
         self.dataset = dataset
         self.step_count = 0
         #: The first items of the last step's batch (input, reference, output, target), kept
@@ -383,16 +382,7 @@ class ConditionedTrainer(TrainerBase):
     # -- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything a bit-exact resume needs (this process's random state)."""
-        return {
-            "format": self.checkpoint_format,
-            "config": asdict(self.model_config),
-            "train_config": self.config.to_dict(),
-            "state_dict": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step_count,
-            "rng": self.gen.get_state(),
-            "encoder": dict(self.encoder_info),
-        }
+        return {**self._common_state(self.checkpoint_format), "encoder": dict(self.encoder_info)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` output (the model config and the encoder must match)."""

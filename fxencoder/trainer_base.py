@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,11 @@ import torch
 from fxdsp.config import check_number
 from fxdsp.io import atomic_write
 
+#: seed offset between the ranks of a torchrun group (each draws its own batches)
+RANK_SEED_STRIDE = 1_000_003
+
 __all__ = [
+    "RANK_SEED_STRIDE",
     "TrainerBase", "check_schedule", "distributed", "lr_schedule", "setup_distributed",
 ]  # fmt: skip
 
@@ -96,6 +101,7 @@ class TrainerBase:
     """The schedule, checkpoint writing and resuming of a trainer (see the module's text)."""
 
     config: Any
+    model_config: Any
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     gen: torch.Generator
@@ -116,6 +122,19 @@ class TrainerBase:
 
     def state_dict(self) -> dict[str, Any]:  # pragma: no cover - each trainer writes its own
         raise NotImplementedError
+
+    def _common_state(self, checkpoint_format: str) -> dict[str, Any]:
+        """The checkpoint entries every trainer writes (a trainer's :meth:`state_dict` adds its
+        own): format, model and training configs, weights, optimizer, step, random state."""
+        return {
+            "format": checkpoint_format,
+            "config": asdict(self.model_config),
+            "train_config": self.config.to_dict(),
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step_count,
+            "rng": self.gen.get_state(),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:  # pragma: no cover
         raise NotImplementedError

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from fxdsp.space import ParamSpace
 from fxencoder.config import FXEncoderConfig
 from fxencoder.loss import aux_param_loss, nt_xent, similarity_stats
 from fxencoder.model import FXEncoder
-from fxencoder.trainer_base import TrainerBase, check_schedule, distributed
+from fxencoder.trainer_base import RANK_SEED_STRIDE, TrainerBase, check_schedule, distributed
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -55,7 +55,6 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "mixfx.fxencoder.train/1"
-_RANK_SEED_STRIDE = 1_000_003
 
 
 @dataclass(frozen=True)
@@ -341,7 +340,7 @@ class EncoderTrainer(TrainerBase):
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-        self.gen = torch.Generator().manual_seed(config.seed + _RANK_SEED_STRIDE * self.rank)
+        self.gen = torch.Generator().manual_seed(config.seed + RANK_SEED_STRIDE * self.rank)
         self.sampler = _ContentSampler(dataset, config.contents)
         self.dataset = dataset
         self.step_count = 0
@@ -434,13 +433,7 @@ class EncoderTrainer(TrainerBase):
     def state_dict(self) -> dict[str, Any]:
         """Everything a bit-exact resume needs (this process's random state)."""
         return {
-            "format": CHECKPOINT_FORMAT,
-            "config": asdict(self.model_config),
-            "train_config": self.config.to_dict(),
-            "state_dict": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step_count,
-            "rng": self.gen.get_state(),
+            **self._common_state(CHECKPOINT_FORMAT),
             "prob_scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
         }
 
