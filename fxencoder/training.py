@@ -56,6 +56,23 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "mixfx.fxencoder.train/1"
 
+#: The default pre-mix (:attr:`TrainConfig.premix`): the reference chain's effects and
+#: probabilities at the strength a stem has in a finished mix (EQ ±6 dB, ratios 1.5–4 above
+#: -30 dBFS, pan ±0.5, width 0.6–1.4, wet 5–30 % of 0.3–1.5 s, gain ±6 dB), not the reference
+#: ranges that a style is drawn from (EQ ±15 dB, ratios 4–40 above -80 dBFS, width 0–2, ...).
+PREMIX_CHAIN: dict[str, Any] = {
+    "ranges": {
+        "eq.gain_db": [-6.0, 6.0],
+        "compressor.threshold_db": [-30.0, -5.0],
+        "compressor.ratio": [1.5, 4.0],
+        "pan.pan": [-0.5, 0.5],
+        "imager.width": [0.6, 1.4],
+        "reverb.rt60_s": [0.3, 1.5],
+        "reverb.mix": [0.05, 0.3],
+        "gain.gain_db": [-6.0, 6.0],
+    },
+}
+
 
 @dataclass(frozen=True)
 class TrainConfig(ConfigBase):
@@ -81,6 +98,12 @@ class TrainConfig(ConfigBase):
         fxnorm: FX-normalize the contents (Φnorm: whole tracks when cached, then every content
             segment to its stem's average loudness, :func:`level_contents`); False is Φ∅.
         prob_schedule: schedule the effect probabilities (Φp.s.).
+        premix: probability that a content first goes through a pre-mix of its own (a draw
+            of ``premix_chain``, one per content, before the step's chains), so that the
+            contents of a positive pair differ in their own mix as real stems do; 0 (the
+            default) leaves the contents as they are and draws nothing extra.
+        premix_chain: the pre-mix's :class:`fxdsp.ChainConfig` as a dict (default
+            :data:`PREMIX_CHAIN`: the reference chain's effects at mixing-engineer strength).
         probe_every: steps between per-effect scores (the scheduler's input; also logged).
         chain: a :class:`fxdsp.ChainConfig` as a dict (default: the reference chain).
         grad_clip: gradient-norm clip.
@@ -102,6 +125,8 @@ class TrainConfig(ConfigBase):
     crop_min: float = 0.5
     fxnorm: bool = True
     prob_schedule: bool = False
+    premix: float = 0.0
+    premix_chain: dict[str, Any] = field(default_factory=dict)
     probe_every: int = 100
     chain: dict[str, Any] = field(default_factory=dict)
     grad_clip: float = 5.0
@@ -121,13 +146,16 @@ class TrainConfig(ConfigBase):
         check_number("weight_decay", self.weight_decay, low=0.0)
         check_number("aux_weight", self.aux_weight, low=0.0)
         check_number("crop_min", self.crop_min, low=0.0, low_open=True, high=1.0)
+        check_number("premix", self.premix, low=0.0, high=1.0)
         for name in ("fxnorm", "prob_schedule"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if not isinstance(self.model_overrides, Mapping) or not isinstance(self.chain, Mapping):
-            raise ValueError("model_overrides and chain must be mappings")
+        for name in ("model_overrides", "chain", "premix_chain"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
         self.model_config()  # validates the preset and the overrides
         self.chain_config()
+        self.premix_chain_config()
 
     def model_config(self) -> FXEncoderConfig:
         """The encoder's config: the preset, the overrides, and the auxiliary head's size."""
@@ -140,8 +168,15 @@ class TrainConfig(ConfigBase):
     def chain_config(self) -> fxdsp.ChainConfig:
         """The chain config (the reference's unless ``chain`` says otherwise)."""
         cfg = fxdsp.ChainConfig.from_dict(dict(self.chain)) if self.chain else fxdsp.ChainConfig()
-        return cfg.replace(sample_rate=float(FXEncoderConfig.preset(self.model, **dict(
-            self.model_overrides)).sample_rate))  # fmt: skip
+        return cfg.replace(sample_rate=self._sample_rate())
+
+    def premix_chain_config(self) -> fxdsp.ChainConfig:
+        """The pre-mix's chain config (:data:`PREMIX_CHAIN` unless ``premix_chain`` is set)."""
+        spec = dict(self.premix_chain) if self.premix_chain else PREMIX_CHAIN
+        return fxdsp.ChainConfig.from_dict(spec).replace(sample_rate=self._sample_rate())
+
+    def _sample_rate(self) -> float:
+        return float(FXEncoderConfig.preset(self.model, **dict(self.model_overrides)).sample_rate)
 
 
 def open_training_data(
@@ -326,6 +361,7 @@ class EncoderTrainer(TrainerBase):
         self.rank, self.world = distributed()
         self.model_config = config.model_config()
         self.chain = config.chain_config()
+        self.premix_chain = config.premix_chain_config() if config.premix > 0 else None
         self.space = ParamSpace(self.chain)
         self.param_effect = torch.tensor(
             [EFFECTS.index(name.split(".")[0]) for name in self.space.names], dtype=torch.int64
@@ -365,6 +401,8 @@ class EncoderTrainer(TrainerBase):
         contents = contents.to(self.device)
         if c.fxnorm:
             contents = level_contents(contents, stem, self.dataset.sample_rate)
+        if self.premix_chain is not None:
+            contents = self.premix(contents, stem_name)
         x = contents.repeat_interleave(c.draws, dim=0)  # item k: content k // D
         p = fxdsp.FxParams.cat([params] * c.contents).to(self.device)
         labels = torch.arange(c.draws).repeat(c.contents).to(self.device)
@@ -376,6 +414,16 @@ class EncoderTrainer(TrainerBase):
             "views": views, "labels": labels, "content_ids": content_ids, "params": p,
             "stem": stem, "rows": rows, "contents": contents,
         }  # fmt: skip
+
+    def premix(self, contents: Tensor, stem: str | None) -> Tensor:
+        """Each content through its own pre-mix draw with probability ``config.premix``
+        (the others as they are); the draws come from the trainer's generator."""
+        k = contents.shape[0]
+        pre = fxdsp.sample_params(k, stems=stem, generator=self.gen, config=self.premix_chain)
+        chosen = torch.rand(k, generator=self.gen) < self.config.premix
+        with torch.no_grad():
+            mixed = fxdsp.Manipulator(pre.to(self.device))(contents)
+        return torch.where(chosen.to(self.device)[:, None, None], mixed, contents)
 
     def loss(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, float]]:
         """The loss of a batch and its logged figures."""

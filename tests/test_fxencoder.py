@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 
+import fxdsp
 import fxencoder
 from fxdsp.registry import STEMS
 from fxencoder.config import FXEncoderConfig
@@ -266,7 +267,7 @@ def _config(**changes) -> TrainConfig:
 
 
 def test_resume_is_exact(data, tmp_path: Path) -> None:
-    cfg = _config(aux_weight=0.5, prob_schedule=True, probe_every=2)
+    cfg = _config(aux_weight=0.5, prob_schedule=True, probe_every=2, premix=0.5)
     straight = EncoderTrainer(cfg, data)
     losses = [straight.step()["loss/total"] for _ in range(4)]
     first = EncoderTrainer(cfg, data)
@@ -321,6 +322,39 @@ def test_batch_structure_positives_and_strong_negatives(data) -> None:
     assert len(tracks) == 3  # three different tracks of one stem
     assert len({int(data.index[r, 1]) for r in batch["rows"]}) == 1
     assert data.segment // 2 <= views.shape[-1] <= data.segment
+
+
+def test_premix_gives_each_content_its_own_mild_draw(data) -> None:
+    from fxencoder.training import PREMIX_CHAIN
+
+    trainer = EncoderTrainer(_config(premix=1.0), data)
+    x = torch.stack([data[i]["audio"] for i in range(3)])
+    state = trainer.gen.get_state()
+    out = trainer.premix(x, "drums")
+    # The same draws replayed by hand: one pre-mix chain per content, from the mild ranges.
+    replay = torch.Generator()
+    replay.set_state(state)
+    pre = fxdsp.sample_params(3, stems="drums", generator=replay,
+                              config=trainer.config.premix_chain_config())  # fmt: skip
+    torch.testing.assert_close(out, fxdsp.Manipulator(pre)(x))
+    low, high = PREMIX_CHAIN["ranges"]["eq.gain_db"]
+    assert float(pre.values["eq.gain_db"].min()) >= low
+    assert float(pre.values["eq.gain_db"].max()) <= high
+    assert not any(torch.equal(out[i], x[i]) for i in range(3))
+    # Probability 0.3: about 30 % of the contents change, the others are left bit for bit.
+    half = EncoderTrainer(_config(premix=0.3), data)
+    many = x[:, :, :2205].repeat(100, 1, 1)
+    changed = [not torch.equal(a, b) for a, b in zip(half.premix(many, "bass"), many, strict=True)]
+    assert abs(np.mean(changed) - 0.3) < 4 * math.sqrt(0.3 * 0.7 / 300)
+    # A batch of a premix run differs from the plain run's only through the pre-mix.
+    plain = EncoderTrainer(_config(), data).make_batch()
+    mixed = EncoderTrainer(_config(premix=1.0), data).make_batch()
+    assert np.array_equal(plain["rows"], mixed["rows"])
+    assert not torch.equal(plain["contents"], mixed["contents"])
+    with pytest.raises(ValueError, match="premix"):
+        _config(premix=1.5)
+    with pytest.raises(ValueError, match="premix_chain"):
+        _config(premix=0.5, premix_chain=[1, 2])
 
 
 def test_training_learns_on_a_tiny_problem(data) -> None:

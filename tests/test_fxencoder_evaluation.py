@@ -281,3 +281,105 @@ def test_encoder_labels() -> None:
     assert parse_encoder("models/ps.pt") == ("ps", "models/ps.pt")
     assert parse_encoder("default") == ("default", "default")
     assert parse_encoder("runs/x=1/last.pt") == ("x=1", "runs/x=1/last.pt")
+
+
+# ------------------------------------------------------------------------------------------------
+# Styles made by pedalboard
+# ------------------------------------------------------------------------------------------------
+def test_pedalboard_chain_matches_closed_forms() -> None:
+    """Neutral EQ, a compressor whose threshold the signal never reaches and a dry reverb leave
+    only the NumPy width/balance and the gain: the output is their closed form, written here
+    in float64. A +12 dB low shelf lifts a 40 Hz sine by 12 dB (the shelf's asymptote)."""
+    pytest.importorskip("pedalboard")
+    from fxencoder import pedalboard_styles as ps
+
+    rng = np.random.default_rng(1)
+    x = 0.05 * rng.standard_normal((2, SR)).astype(np.float32)
+    neutral = {
+        "low_shelf_hz": 100.0, "low_shelf_db": 0.0, "peak_hz": 1000.0, "peak_db": 0.0,
+        "peak_q": 1.0, "high_shelf_hz": 5000.0, "high_shelf_db": 0.0, "threshold_db": 0.0,
+        "ratio": 4.0, "attack_ms": 5.0, "release_ms": 100.0, "width": 1.6, "balance": 0.4,
+        "room_size": 0.5, "damping": 0.5, "wet_level": 0.0, "gain_db": 3.0,
+    }  # fmt: skip
+    y = ps.render(x, SR, neutral)
+    xd = x.astype(np.float64)
+    mid, side = (xd[0] + xd[1]) / 2, (xd[0] - xd[1]) / 2 * 1.6
+    theta = (0.4 + 1) * np.pi / 4
+    expect = np.stack([(mid + side) * np.cos(theta), (mid - side) * np.sin(theta)])
+    expect *= np.sqrt(2) * 10 ** (3 / 20)
+    np.testing.assert_allclose(y, expect, atol=2e-5 * np.abs(expect).max())
+
+    t = np.arange(SR) / SR
+    sine = np.tile(0.01 * np.sin(2 * np.pi * 40 * t), (2, 1)).astype(np.float32)
+    boosted = ps.render(sine, SR, {**neutral, "low_shelf_db": 12.0, "width": 1.0,
+                                   "balance": 0.0, "gain_db": 0.0})  # fmt: skip
+    tail = slice(SR // 2, None)
+    gain_db = 20 * np.log10(np.sqrt(np.mean(boosted[0, tail] ** 2) / np.mean(sine[0, tail] ** 2)))
+    assert gain_db == pytest.approx(12.0, abs=0.5)
+    with pytest.raises(ValueError, match=r"\(2, samples\)"):
+        ps.render(x[0], SR, neutral)
+
+
+def test_pedalboard_styles_are_drawn_in_their_ranges() -> None:
+    from fxencoder import pedalboard_styles as ps
+
+    styles = ps.draw_styles(200, seed=3)
+    assert styles == ps.draw_styles(200, seed=3) and styles != ps.draw_styles(200, seed=4)
+    for name, (low, high, log) in ps.RANGES.items():
+        v = np.array([s[stem][name] for s in styles for stem in STEMS])
+        assert v.min() >= low and v.max() <= high
+        # Half of a uniform (log-uniform) draw falls below the (geometric) midpoint.
+        mid = np.sqrt(low * high) if log else (low + high) / 2
+        assert abs(np.mean(v < mid) - 0.5) < 4 * np.sqrt(0.25 / len(v))
+    with pytest.raises(ValueError, match="positive integer"):
+        ps.draw_styles(0)
+
+
+def test_pedalboard_retrieval_scores_an_oracle_one_and_a_content_code_at_chance(
+    segments: ev.EvalSegments,
+) -> None:
+    pytest.importorskip("pedalboard")
+    from fxencoder import pedalboard_styles as ps
+
+    def oracle(audio: torch.Tensor, sample_rate: int, meta: dict) -> np.ndarray:
+        return np.eye(4)[meta["style"]]
+
+    def content(audio: torch.Tensor, sample_rate: int, meta: dict) -> np.ndarray:
+        return np.ones((len(audio), 3))  # every item alike: ties go to the lowest index
+
+    res = ps.pedalboard_retrieval(
+        segments, {"oracle_code": oracle, "effect_features": content}, styles=4, bootstrap=200
+    )
+    for cond in ("stem_full", "multitrack_full"):
+        o, c = res["conditions"][cond]["oracle_code"], res["conditions"][cond]["effect_features"]
+        assert o["retrieval"] == 1.0 and o["retrieval_low"] == 1.0
+        assert c["retrieval"] == pytest.approx(1 / 4)  # chance, exactly (style 0 always wins)
+        vs = o["vs_effect_features"]
+        assert vs["difference"] == pytest.approx(0.75) and vs["low"] <= 0.75 <= vs["high"]
+    md = ps.results_markdown(res)
+    assert "| oracle_code | 1.000 [1.00, 1.00] (+0.75" in md
+
+
+def test_command_with_pedalboard_styles_only(dataset: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pedalboard")
+    torch.manual_seed(0)
+    config = fxencoder.FXEncoderConfig.preset("tiny", sample_rate=SR, f_max=11000.0)
+    fxencoder.save(fxencoder.FXEncoder(config), tmp_path / "tiny.pt")
+    code = main([
+        "eval-encoder", "--encoder", f"tiny={tmp_path / 'tiny.pt'}", "--data", str(dataset),
+        "--out", str(tmp_path / "out"), "--styles", "3", "--seconds", str(SECONDS),
+        "--bootstrap", "50", "--style-library", "pedalboard", "--cache-dir",
+        str(tmp_path / "cache"), "--no-progress",
+    ])  # fmt: skip
+    assert code == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["conditions"] == {}  # no fxdsp condition was asked for
+    table = results["pedalboard_styles"]["conditions"]
+    assert set(table) == {"stem_full", "multitrack_full"}
+    for cond in table.values():
+        assert set(cond) == {"tiny", "content_embedding", "effect_features"}  # no factors here
+        assert all(0.0 <= r["retrieval_low"] <= r["retrieval"] <= r["retrieval_high"] <= 1.0
+                   for r in cond.values())  # fmt: skip
+        assert "vs_effect_features" in cond["tiny"]
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "Styles made by pedalboard" in md and "| tiny |" in md

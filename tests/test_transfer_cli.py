@@ -320,3 +320,29 @@ def test_mono_input_gives_stereo_output_of_the_same_length(env: dict[str, Path])
     y, rate = _read(out)
     assert rate == 22050 and y.shape == (2, 7001)
     assert np.isfinite(y).all()
+
+
+def test_max_peak_turns_the_mix_and_its_stems_down_together(
+    env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stems, _ = _read_folder(env["input"])
+    n = max(s.shape[-1] for s in stems.values())  # shorter stems are padded with silence
+    summed = sum(torch.nn.functional.pad(s.expand(2, -1), (0, n - s.shape[-1]))
+                 for s in stems.values()).numpy()  # fmt: skip
+    peak = np.abs(summed).max()
+    out = env["root"] / "peak" / "out.wav"
+    argv = ["transfer", str(env["input"]), str(env["ref"]), "-o", str(out), "--method", "input",
+            "--save-stems", "--max-peak", "-20", "--no-progress"]  # fmt: skip
+    assert 20 * np.log10(peak) > -20  # the test input is louder than the ceiling
+    assert main(argv) == 0
+    assert "turned down" in capsys.readouterr().out
+    y, _ = _read(out)
+    assert 20 * np.log10(np.abs(y).max()) == pytest.approx(-20.0, abs=1e-4)
+    np.testing.assert_allclose(y, summed * (10 ** (-20 / 20) / peak), atol=1e-6)
+    np.testing.assert_allclose(stems_sum(out), y, atol=1e-5)  # one gain for all
+    # A ceiling above the peak changes nothing (the gain never turns up).
+    from mixfx.commands.transfer import _limit_peak
+
+    quiet = torch.full((2, 8), 0.1)
+    mix, parts, gain_db = _limit_peak(quiet, {"bass": quiet}, -6.0)
+    assert gain_db == 0.0 and mix is quiet and parts["bass"] is quiet

@@ -80,6 +80,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="a ChainConfig JSON/YAML file (default: the reference chain)")  # fmt: skip
     p.add_argument("--fxnorm", action="store_true",
                    help="FX-normalize the stems first (the shipped corpus statistics)")  # fmt: skip
+    p.add_argument(
+        "--style-library", choices=("fxdsp", "pedalboard", "both"), default="fxdsp",
+        help="who makes the styles: fxdsp's chains (the paper's four conditions, default), "
+        "pedalboard's effects (full-chain retrieval only: a check on effects the encoder never "
+        "trained on; needs pedalboard), or both",
+    )  # fmt: skip
     p.add_argument("--cache-dir", type=Path, default=None, help="decode cache folder")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
@@ -115,21 +121,36 @@ def run(args: argparse.Namespace) -> int:
         args.data, args.split, seconds=seconds, songs=args.songs, sample_rate=sample_rate,
         seed=args.seed, cache_dir=args.cache_dir, fxnorm=args.fxnorm,
     )  # fmt: skip
-    bar = tqdm(total=2 * len(ev.SETTINGS), desc="eval-encoder", unit="condition",
-               disable=args.no_progress)  # fmt: skip
+    results: dict[str, Any] = {"conditions": {}, "embeddings": list(embedders)}
+    sets: dict[str, Any] = {}
+    if args.style_library in ("fxdsp", "both"):
+        bar = tqdm(total=2 * len(ev.SETTINGS), desc="eval-encoder", unit="condition",
+                   disable=args.no_progress)  # fmt: skip
 
-    def step(name: str) -> None:
-        bar.set_postfix_str(name)
-        bar.update(1)
+        def step(name: str) -> None:
+            bar.set_postfix_str(name)
+            bar.update(1)
 
-    try:
-        results, sets = ev.evaluate(
-            segments, embedders, styles=args.styles, draws=args.draws, seed=args.seed,
-            config=chain, device=args.device, n_bins=args.bins, trees=args.trees,
-            jobs=args.jobs, bootstrap=args.bootstrap, batch=args.batch, on_step=step,
-        )  # fmt: skip
-    finally:
-        bar.close()
+        try:
+            results, sets = ev.evaluate(
+                segments, embedders, styles=args.styles, draws=args.draws, seed=args.seed,
+                config=chain, device=args.device, n_bins=args.bins, trees=args.trees,
+                jobs=args.jobs, bootstrap=args.bootstrap, batch=args.batch, on_step=step,
+            )  # fmt: skip
+        finally:
+            bar.close()
+    foreign = None
+    if args.style_library in ("pedalboard", "both"):
+        require("pedalboard", "bench", "mixfx eval-encoder --style-library pedalboard")
+        from fxencoder import pedalboard_styles
+
+        n_items = len(segments.songs) * len(ev.STEMS) * args.styles
+        with tqdm(total=n_items, desc="pedalboard styles", unit="item",
+                  disable=args.no_progress) as pbar:  # fmt: skip
+            foreign = pedalboard_styles.pedalboard_retrieval(
+                segments, embedders, args.styles, seed=args.seed, bootstrap=args.bootstrap,
+                device=args.device, batch=args.batch, progress=pbar.update,
+            )  # fmt: skip
     plotted = labels[0] if labels else "effect_features"
     results = {
         "format": "mixfx.eval-encoder/1",
@@ -161,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
         },
         "definitions": ev.CONDITION_DEFINITIONS,
         **results,
+        "pedalboard_styles": foreign,
         "paper_table1": {
             k: {c: list(v) for c, v in row.items()} for k, row in ev.PAPER_TABLE1.items()
         },
@@ -168,7 +190,10 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=json_default))
-    atomic_write_text(out / "results.md", ev.results_markdown(results))
+    markdown = ev.results_markdown(results) if results["conditions"] else "# Encoder evaluation\n"
+    if foreign is not None:
+        markdown += "\n" + pedalboard_styles.results_markdown(foreign)
+    atomic_write_text(out / "results.md", markdown)
     pngs = []
     for condition in results["conditions"]:
         scope, _, setting = condition.partition("_")
@@ -179,6 +204,11 @@ def run(args: argparse.Namespace) -> int:
         pngs.append(path.name)
     table = results["conditions"]
     summary = ", ".join(f"{c} {table[c]['embeddings'][plotted]['retrieval']:.2f}" for c in table)
+    if foreign is not None:
+        summary += (", " if summary else "") + ", ".join(
+            f"pedalboard {c} {r[plotted]['retrieval']:.2f}"
+            for c, r in foreign["conditions"].items()
+        )  # fmt: skip
     print(f"mixfx eval-encoder: {len(segments.songs)} songs; retrieval of {plotted}: {summary}")
     print(f"mixfx eval-encoder: wrote {out / 'results.json'}, results.md, {', '.join(pngs)}")
     return 0

@@ -49,6 +49,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--no-fxnorm", action="store_true", help="Φ∅: contents not FX-normalized")
     p.add_argument("--prob-schedule", action="store_true", help="Φp.s.: schedule probabilities")
+    p.add_argument(
+        "--premix", type=number_in_range(float, 0.0, 1.0, "premix probability"), default=None,
+        help="probability that a content first gets a pre-mix of its own (robustness to the "
+        "stems' own mix; default 0)",
+    )  # fmt: skip
     p.add_argument("--seed", type=number_in_range(int, 0, 2**31 - 1, "seed"), default=None)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -73,7 +78,7 @@ def _train_config(args: argparse.Namespace) -> Any:
     given = {
         "model": args.preset, "steps": args.steps, "contents": args.contents,
         "draws": args.draws, "lr": args.lr, "temperature": args.temperature,
-        "aux_weight": args.aux_weight, "seed": args.seed,
+        "aux_weight": args.aux_weight, "seed": args.seed, "premix": args.premix,
     }  # fmt: skip
     base.update({k: v for k, v in given.items() if v is not None})
     if args.no_fxnorm:

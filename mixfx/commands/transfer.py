@@ -170,6 +170,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--preset", metavar="FILE", type=Path, default=None,
         help="--method params: apply this saved preset instead of predicting",
     )  # fmt: skip
+    p.add_argument(
+        "--max-peak", metavar="DBFS", type=number_in_range(float, -60.0, 0.0, "peak in dBFS"),
+        default=None,
+        help="scale the mix and its stems together (one gain) so that the mix peaks at most at "
+        "DBFS, e.g. -1 (default: as the method makes it; a peak above 0 dBFS is kept in WAV "
+        "and clipped with a warning in FLAC)",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
 
@@ -238,6 +245,17 @@ def read_song(path: Path, what: str) -> tuple[str, Any, int]:
         listed = ", ".join(f"{k} {v} Hz" for k, v in rates.items())
         raise CLIError(f"the {what} stems in {path} have different sample rates ({listed})")
     return "stems", stems, next(iter(rates.values()))
+
+
+def _limit_peak(mix: Any, stems: dict[str, Any], max_peak_db: float) -> tuple[Any, Any, float]:
+    """The mix and its stems times one gain ``min(1, 10^(max_peak_db/20) / peak(mix))`` (the
+    balance and the stems' sum are kept; never turned up), and that gain in dB."""
+    peak = float(mix.abs().max())
+    ceiling = 10.0 ** (max_peak_db / 20.0)
+    if peak <= ceiling:
+        return mix, stems, 0.0
+    gain = ceiling / peak
+    return mix * gain, {k: v * gain for k, v in stems.items()}, 20.0 * math.log10(gain)
 
 
 def _write(path: Path, audio: Any, rate: int) -> None:
@@ -421,6 +439,9 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         out_stems, mix = result.stems, result.mix
 
+    trim_db = 0.0
+    if args.max_peak is not None:
+        mix, out_stems, trim_db = _limit_peak(mix, out_stems, args.max_peak)
     out: Path = args.output
     out.parent.mkdir(parents=True, exist_ok=True)
     stem_dir = out.with_name(out.stem + "_stems")
@@ -439,8 +460,9 @@ def run(args: argparse.Namespace) -> int:
     peak = float(mix.abs().max())
     peak_db = 20 * math.log10(peak) if peak > 0 else -math.inf
     also = f" and {len(out_stems)} stems in {stem_dir}" if args.save_stems else ""
+    trimmed = f", turned down {-trim_db:.1f} dB for --max-peak" if trim_db < 0 else ""
     print(
         f"mixfx transfer: wrote {out} (stereo, {rate} Hz, {seconds:.2f} s, peak "
-        f"{peak_db:+.1f} dBFS){also}"
+        f"{peak_db:+.1f} dBFS{trimmed}){also}"
     )
     return 0
