@@ -47,6 +47,7 @@ each chain to its whole stem at once: no windows, so no seams.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -790,12 +791,14 @@ class ParamTransfer:
         mix: their sum, ``(2, samples)``.
         sample_rate: the rate of both, the input's.
         params: ``(stems, 24)`` the normalized parameters applied, rows in ``stems``' order
-            (for a preset: :meth:`cloner.presets.Preset.from_normalized`).
+            (for a preset: :meth:`cloner.presets.Preset.from_normalized`); ``(segments,
+            stems, 24)`` for an interpolation over segments.
         predicted: ``(stems, 24)`` the controller's prediction before refinement (or the
             parameters given).
         refine: the :class:`RefineResult` when refined, else None.
         levels: ``{stem: {effect: dB}}``, the RMS-match gains of each chain on its stem
-            (:func:`render_stages`; what a preset records for its pedalboard export).
+            (:func:`render_stages`; what a preset records for its pedalboard export); None for
+            an interpolation over segments.
     """
 
     stems: dict[str, Tensor]
@@ -875,12 +878,14 @@ def transfer_params(
     reference_b: Mapping[str, Tensor] | None = None,
     reference_b_rate: float | None = None,
     weight: float | None = None,
+    segments: int | None = None,
     refine_steps: int = 0,
     refine_lr: float = 0.05,
     refine_seconds: float = 3.0,
     refine_from: str = "prediction",
     embedding_weight: float = 1.0,
     feature_weight: float = 1.0,
+    crossfade_seconds: float = 0.5,
     progress: bool = False,
 ) -> ParamTransfer:
     """Multitrack parametric transfer: one chain per stem, predicted, refined, applied whole.
@@ -889,13 +894,20 @@ def transfer_params(
        prediction from the input stem and the reference's matching stem (:func:`predict`);
        with a second reference and ``weight``, the blend ``w · u_A + (1 − w) · u_B`` of the two
        predictions (the *parameters* are interpolated, so the result is one readable chain).
+       With ``segments = N`` instead of ``weight``, an interpolation over time: segment ``i``
+       of ``N`` equal parts of the song gets ``w_i · u_A + (1 − w_i) · u_B`` with
+       ``w_i = 1 − i / (N − 1)`` (the cloner's scheme, :func:`cloner.inference.transfer`).
     2. With ``refine_steps`` > 0: :func:`refine` on the loudest ``refine_seconds`` of each
        input stem (resampled to the encoder's rate) towards the reference stem's embedding and
        features (of 16 evenly spaced encoder segments, as :func:`predict`'s), from the
        prediction (``refine_from="prediction"``) or from the neutral chain (``"neutral"``; no
        controller needed).
     3. Each chain is applied to its whole stem at the input's rate (:func:`apply_params`): no
-       windows, so no seams. A silent stem stays silent.
+       windows, so no seams. A silent stem stays silent. With ``segments``, each of the N
+       chains is applied to the whole stem (so every compressor and reverb has its whole past
+       and the RMS match is the whole stem's) and the N results are joined at the segment
+       boundaries with raised-cosine cross-fades of ``crossfade_seconds``
+       (:func:`join_segments`): N renders' cost.
 
     Args:
         controller: the controller (None with ``params`` or ``refine_from="neutral"``).
@@ -909,12 +921,15 @@ def transfer_params(
         reference_b: a second reference for a blend (with ``weight``).
         reference_b_rate: its rate (default ``reference_rate``).
         weight: the blend weight in [0, 1].
+        segments: the interpolation's number of segments (>= 2; with ``reference_b``, not
+            with ``weight``, ``params`` or refinement).
         refine_steps: gradient steps of refinement (0: none).
         refine_lr: Adam's learning rate of the refinement.
         refine_seconds: length of the excerpt refined on.
         refine_from: ``"prediction"`` or ``"neutral"``.
         embedding_weight: weight of the embedding distance in the refinement.
         feature_weight: weight of the feature distance in the refinement.
+        crossfade_seconds: the cross-fade between interpolation segments.
         progress: show progress bars.
 
     Raises:
@@ -927,7 +942,16 @@ def transfer_params(
         raise ValueError(f"refine_from must be 'prediction' or 'neutral', got {refine_from!r}")
     if isinstance(refine_steps, bool) or not isinstance(refine_steps, int) or refine_steps < 0:
         raise ValueError(f"refine_steps must be an integer >= 0, got {refine_steps!r}")
-    if (reference_b is None) != (weight is None):
+    if segments is not None:
+        if isinstance(segments, bool) or not isinstance(segments, int) or segments < 2:
+            raise ValueError(f"interpolation needs segments >= 2, got {segments!r}")
+        if reference_b is None or weight is not None:
+            raise ValueError("segments needs a second reference (reference_b) and no weight")
+        if params is not None or refine_steps > 0:
+            raise ValueError(
+                "an interpolation over segments predicts both ends: not with params or refinement"
+            )
+    elif (reference_b is None) != (weight is None):
         raise ValueError("a blend needs both a second reference (reference_b) and a weight")
     if weight is not None and not (isinstance(weight, (int, float)) and 0.0 <= weight <= 1.0):
         raise ValueError(f"weight must be in [0, 1], got {weight!r}")
@@ -971,7 +995,11 @@ def transfer_params(
             ref_b = refs(reference_b)
             rate_b = reference_rate if reference_b_rate is None else reference_b_rate
             u_b = predict(controller, encoder, batch, sample_rate, ref_b, rate_b, stem_names)  # type: ignore[arg-type]
-            u = weight * u + (1.0 - weight) * u_b  # type: ignore[operator]
+            if segments is not None:
+                w = 1.0 - torch.arange(segments, dtype=u.dtype) / (segments - 1)
+                u = w[:, None, None] * u + (1.0 - w[:, None, None]) * u_b  # (N, stems, 24)
+            else:
+                u = weight * u + (1.0 - weight) * u_b  # type: ignore[operator]
     predicted = u.clone()
     result = None
     if refine_steps > 0:
@@ -992,11 +1020,55 @@ def transfer_params(
         )  # fmt: skip
         u = result.params
     levels: dict[str, dict[str, float]] = {}
-    out = apply_params(
-        u, dict(zip(names, batch, strict=True)), sample_rate, progress=progress, levels=levels
-    )
+    parts = dict(zip(names, batch, strict=True))
+    if segments is not None:
+        renders = [apply_params(u_i, parts, sample_rate, progress=progress) for u_i in u]
+        fade = round(crossfade_seconds * sample_rate)
+        out = {n: join_segments([r[n] for r in renders], fade) for n in names}
+        levels = None  # type: ignore[assignment]
+    else:
+        out = apply_params(u, parts, sample_rate, progress=progress, levels=levels)
     mix = torch.stack(list(out.values())).sum(dim=0)
     return ParamTransfer(out, mix, sample_rate, u, predicted, result, levels)
+
+
+def join_segments(renders: Sequence[Tensor], crossfade: int) -> Tensor:
+    """Segment ``i`` of ``N = len(renders)`` equal parts from ``renders[i]``, joined with
+    raised-cosine cross-fades.
+
+    The boundaries are ``b_i = round(i · L / N)``; around each, over ``[b_i − h, b_i + h)``
+    with ``2h = crossfade`` (shortened to the shortest segment), the output is
+    ``y_{i-1} + f · (y_i − y_{i-1})`` with ``f = sin²(π t / 2)`` rising from 0 to 1
+    (amplitude-complementary, as :mod:`cloner.inference`'s windows; where two renders agree
+    the result is theirs bit for bit).
+
+    Args:
+        renders: ``N`` tensors ``(channels, L)`` of the same shape.
+        crossfade: ``2h`` in samples (0: hard cuts).
+
+    Returns:
+        ``(channels, L)``.
+    """
+    from cloner.inference import _fade
+
+    if not renders or any(r.shape != renders[0].shape for r in renders):
+        raise ValueError("join_segments needs renders of one shape")
+    n, length = len(renders), renders[0].shape[-1]
+    if length < n:
+        raise ValueError(f"{length} samples cannot hold {n} segments")
+    bounds = [round(i * length / n) for i in range(n + 1)]
+    shortest = min(b - a for a, b in itertools.pairwise(bounds))
+    h = min(max(int(crossfade), 0) // 2, shortest // 2)
+    out = renders[0].clone()
+    for i in range(1, n):
+        b = bounds[i]
+        out[..., b + h :] = renders[i][..., b + h :]
+        if h > 0:
+            f = _fade(2 * h, "cosine").to(out)
+            out[..., b - h : b + h] = torch.lerp(
+                renders[i - 1][..., b - h : b + h], renders[i][..., b - h : b + h], f
+            )
+    return out
 
 
 # ------------------------------------------------------------------------------------------------

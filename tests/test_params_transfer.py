@@ -145,6 +145,55 @@ def test_blend_interpolates_the_parameters(env: dict[str, Path]) -> None:
     assert not torch.allclose(a.params, b.params, atol=1e-3)
 
 
+def test_interpolation_over_segments(env: dict[str, Path], tmp_path: Path) -> None:
+    """Segment i of N gets w_i · u_A + (1 − w_i) · u_B, w_i = 1 − i/(N − 1); each chain renders
+    the whole stem and the renders are joined with raised-cosine cross-fades (checked against a
+    plain loop over samples)."""
+    _, parts, rate = read_song(env["input"], "input")
+    _, ref, ref_rate = read_song(env["ref"], "reference")
+    _, ref_b, _ = read_song(env["ref_b"], "reference")
+    controller, encoder = pm.load_controller(env["ctl"]), fxencoder.load(env["enc"])
+    a = pm.transfer_params(controller, encoder, parts, rate, ref, ref_rate)
+    b = pm.transfer_params(controller, encoder, parts, rate, ref_b, ref_rate)
+    res = pm.transfer_params(controller, encoder, parts, rate, ref, ref_rate, reference_b=ref_b,
+                             segments=3, crossfade_seconds=0.1)  # fmt: skip
+    assert res.params.shape == (3, 4, 24) and res.levels is None
+    torch.testing.assert_close(res.params[0], a.params)
+    torch.testing.assert_close(res.params[2], b.params)
+    torch.testing.assert_close(res.params[1], 0.5 * (a.params + b.params))
+    mid = pm.apply_params(res.params[1], parts, rate)
+    length, h = rate, round(0.1 * rate) // 2
+    bounds = [round(i * length / 3) for i in range(4)]
+    renders = [a.stems, mid, b.stems]
+    for name in ("drums", "vocals"):
+        expect = np.zeros((2, length))
+        for t in range(length):
+            i = max(k for k in range(3) if bounds[k] <= t)
+            expect[:, t] = renders[i][name][:, t].double().numpy()
+            for k in (1, 2):  # inside a cross-fade: the raised cosine between the neighbours
+                if bounds[k] - h <= t < bounds[k] + h:
+                    f = np.sin(0.5 * np.pi * (t - bounds[k] + h + 0.5) / (2 * h)) ** 2
+                    prev = renders[k - 1][name][:, t].double().numpy()
+                    nxt = renders[k][name][:, t].double().numpy()
+                    expect[:, t] = prev + f * (nxt - prev)
+        np.testing.assert_allclose(res.stems[name].double().numpy(), expect, atol=1e-6)
+    out = tmp_path / "interp.wav"
+    code = main(["transfer", str(env["input"]), str(env["ref"]), "-o", str(out), "--method",
+                 "params", "--controller", str(env["ctl"]), "--interpolate", str(env["ref_b"]),
+                 "--segments", "3", "--no-progress"])  # fmt: skip
+    assert code == 0
+    cli = pm.transfer_params(controller, encoder, parts, rate, ref, ref_rate, reference_b=ref_b,
+                             segments=3)  # fmt: skip
+    audio, _ = sf.read(out, always_2d=True)
+    assert np.abs(audio.T - cli.mix.numpy()).max() < 1e-6
+    with pytest.raises(ValueError, match="segments >= 2"):
+        pm.transfer_params(controller, encoder, parts, rate, ref, ref_rate, reference_b=ref_b,
+                           segments=1)  # fmt: skip
+    with pytest.raises(ValueError, match="not with params or refinement"):
+        pm.transfer_params(controller, encoder, parts, rate, ref, ref_rate, reference_b=ref_b,
+                           segments=2, refine_steps=1)  # fmt: skip
+
+
 def test_silent_stem_stays_silent(env: dict[str, Path]) -> None:
     _, parts, rate = read_song(env["input"], "input")
     _, ref, ref_rate = read_song(env["ref"], "reference")
@@ -163,7 +212,7 @@ def test_usage_errors(
     cases = [
         (["--method", "params"], "needs --controller"),
         (["--method", "params", "--controller", str(env["ctl"]), "--interpolate",
-          str(env["ref_b"]), "--segments", "3"], "--segments is not available"),
+          str(env["ref_b"]), "--segments", "3", "--refine", "2"], "no --refine or --save-preset"),
         (["--save-preset", str(tmp_path / "p.json")], "only with --method params"),
         (["--method", "params", "--preset", str(tmp_path / "p.json"), "--refine", "2"],
          "no --controller, --refine"),

@@ -311,10 +311,10 @@ def _check_params_args(args: argparse.Namespace) -> None:
         if given:
             raise CLIError(f"{', '.join(given)}: only with --method params")
         return
-    if args.segments is not None:
+    if args.segments is not None and (args.refine or args.save_preset is not None):
         raise CLIError(
-            "--segments is not available with --method params (use --weight to blend the two "
-            "references' parameters)"
+            "--segments with --method params changes the chain over time: no --refine or "
+            "--save-preset (use --weight for one blended chain)"
         )
     if args.preset is not None:
         if args.controller or args.refine or args.interpolate is not None:
@@ -359,9 +359,12 @@ def _params(
     ref_b, ref_b_rate = stems.get("reference_b", (None, None))
     result = pm.transfer_params(
         controller, encoder, parts, rate, ref, ref_rate, reference_b=ref_b,
-        reference_b_rate=ref_b_rate, weight=args.weight, refine_steps=args.refine,
-        refine_lr=args.refine_lr, refine_from=args.refine_from, progress=progress,
+        reference_b_rate=ref_b_rate, weight=args.weight, segments=args.segments,
+        refine_steps=args.refine, refine_lr=args.refine_lr, refine_from=args.refine_from,
+        progress=progress,
     )  # fmt: skip
+    if args.segments is not None:
+        return result.stems, result.mix, None
     source = f"mixfx transfer --method params: controller {args.controller}"
     if args.refine:
         source += f", {args.refine} refinement steps from the {args.refine_from}"
