@@ -172,6 +172,37 @@ def make_items(
     return TransferItems(inputs, refs, targets, song, ref_song, style, tuple(segments.songs), fs)
 
 
+def make_pedalboard_items(segments: Any, styles: int, *, seed: int = 0) -> TransferItems:
+    """:func:`make_items` with styles made by another effects library: each style is one
+    drawn pedalboard chain per stem type (:func:`fxencoder.pedalboard_styles.draw_styles`,
+    ``seed``), the reference songs drawn as :func:`make_items` draws them. A check that a
+    transfer method learned mixing, not fxdsp's chain (needs pedalboard)."""
+    from fxencoder import pedalboard_styles as ps
+
+    if isinstance(styles, bool) or not isinstance(styles, int) or styles < 1:
+        raise ValueError(f"styles must be a positive integer, got {styles!r}")
+    audio = segments.audio
+    n_songs = int(audio.shape[0])
+    if n_songs < 2:
+        raise ValueError(f"the evaluation needs at least 2 songs, got {n_songs}")
+    fs = int(segments.sample_rate)
+    drawn = ps.draw_styles(styles, seed)
+    rng = np.random.default_rng([int(seed), 1])
+    song = np.repeat(np.arange(n_songs), styles)
+    style = np.tile(np.arange(styles), n_songs)
+    ref_song = (song + 1 + rng.integers(0, n_songs - 1, size=len(song))) % n_songs
+    refs = torch.empty((len(song), *audio.shape[1:]))
+    targets = torch.empty((len(song), *audio.shape[1:]))
+    source = audio.numpy()
+    for i in range(len(song)):
+        for k, stem in enumerate(STEMS):
+            values = drawn[int(style[i])][stem]
+            refs[i, k] = torch.from_numpy(ps.render(source[ref_song[i], k], fs, values))
+            targets[i, k] = torch.from_numpy(ps.render(source[song[i], k], fs, values))
+    inputs = audio[torch.from_numpy(song)].clone()
+    return TransferItems(inputs, refs, targets, song, ref_song, style, tuple(segments.songs), fs)
+
+
 def separate_items(
     items: TransferItems, separator: Any, *, device: str | torch.device = "cpu"
 ) -> TransferItems:
@@ -523,7 +554,8 @@ def results_markdown(results: Mapping[str, Any], setup: Mapping[str, Any] | None
             f"{setup.get('songs')} songs × {setup.get('styles')} styles = {setup.get('items')} "
             f"items of {setup.get('seconds'):g} s at {setup.get('sample_rate')} Hz (inputs "
             f"FX-normalized; reference: another song's stems through the style's chains; "
-            f"target: the input through them); encoder "
+            f"target: the input through them; styles made by "
+            f"{setup.get('style_library', 'fxdsp')}); encoder "
             f"`{_encoder_name(setup.get('encoder'))}`; seed {setup.get('seed')}, "
             f"{setup.get('bootstrap')} song-bootstrap replicates.",
             "",

@@ -324,3 +324,39 @@ def test_eval_transfer_command_with_params(
     assert all(np.isfinite(row["params tiny"]) for row in rec["columns"] if row["n"])
     md = (out / "results.md").read_text()
     assert "| params tiny |" in md and "## Parameter recovery" in md
+
+
+def test_pedalboard_items_are_the_styles_rendered_by_pedalboard(
+    dataset: Path, env: dict[str, Path], tmp_path: Path
+) -> None:
+    """Targets and references are the inputs (and the reference songs) through the style's
+    pedalboard chain of their stem; the command runs with them and leaves out the
+    parameter-recovery table (pedalboard's controls are not fxdsp's parameters)."""
+    pytest.importorskip("pedalboard")
+    from fxencoder import pedalboard_styles as ps
+
+    segments = load_segments(dataset, "test", seconds=0.5, sample_rate=SR, fxnorm=True,
+                             cache_dir=tmp_path / "cache")  # fmt: skip
+    items = ev.make_pedalboard_items(segments, 2, seed=5)
+    styles = ps.draw_styles(2, 5)
+    plain = ev.make_items(segments, 2, seed=5)
+    assert np.array_equal(items.ref_song, plain.ref_song)  # the same reference songs
+    assert all(items.ref_song != items.song)
+    for i in (0, len(items) - 1):
+        for k, stem in enumerate(STEMS):
+            values = styles[int(items.style[i])][stem]
+            target = ps.render(segments.audio[items.song[i], k].numpy(), SR, values)
+            ref = ps.render(segments.audio[items.ref_song[i], k].numpy(), SR, values)
+            assert np.array_equal(items.targets[i, k].numpy(), target)
+            assert np.array_equal(items.references[i, k].numpy(), ref)
+    out = tmp_path / "out"
+    code = main([
+        "eval-transfer", "--params", f"tiny={env['ctl']}", "--params-refine", "0", "--data",
+        str(dataset), "--out", str(out), "--styles", "1", "--seconds", "0.5", "--bootstrap", "20",
+        "--songs", "2", "--style-library", "pedalboard", "--examples", "0", "--no-match-eq",
+        "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+    ])  # fmt: skip
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["setup"]["style_library"] == "pedalboard" and "param_recovery" not in results
+    assert "styles made by pedalboard" in (out / "results.md").read_text()

@@ -109,6 +109,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--examples", type=number_in_range(int, 0, 100, "examples"), default=3,
         help="items plotted and written as WAV files (default 3)",
     )  # fmt: skip
+    p.add_argument(
+        "--style-library", choices=("fxdsp", "pedalboard"), default="fxdsp",
+        help="who makes the target styles: fxdsp's reference chain (default) or pedalboard's "
+        "effects (fxencoder.pedalboard_styles: a check on effects no model trained on; no "
+        "parameter-recovery table, needs pedalboard)",
+    )  # fmt: skip
     p.add_argument("--cache-dir", metavar="DIR", default=None, help="fxdata's decode cache")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -177,7 +183,13 @@ def run(args: argparse.Namespace) -> int:
 
     chain = fxdsp.ChainConfig.from_file(args.chain) if args.chain else fxdsp.ChainConfig()
     chain = chain.replace(sample_rate=float(sample_rate))
-    items = ev.make_items(segments, args.styles, seed=args.seed, config=chain, device=args.device)
+    if args.style_library == "pedalboard":
+        require("pedalboard", "bench", "mixfx eval-transfer --style-library pedalboard")
+        items = ev.make_pedalboard_items(segments, args.styles, seed=args.seed)
+    else:
+        items = ev.make_items(
+            segments, args.styles, seed=args.seed, config=chain, device=args.device
+        )
     runs = [("stems", items)]
     if args.separator_weights:
         from cloner.separation import load_separator
@@ -201,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
         "bootstrap": args.bootstrap, "encoder": args.encoder or (
             infos[labels[0]].get("encoder") if labels else None),
         "cloners": dict(specs), "separator_weights": args.separator_weights,
+        "style_library": args.style_library,
     }  # fmt: skip
     results["setup"] = setup
     markdown = []
@@ -223,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
                 _examples(its, outputs, out, sf, atomic_write)
     finally:
         bar.close()
-    if recorded:
+    if recorded and args.style_library == "fxdsp":
         from cloner.parametric_eval import param_recovery, recovery_markdown, style_chains
 
         chains = style_chains(items, args.seed, chain)
