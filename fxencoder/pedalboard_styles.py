@@ -107,6 +107,9 @@ def render(audio: np.ndarray, sample_rate: float, values: Mapping[str, float]) -
     if x.ndim != 2 or x.shape[0] != 2:
         raise ValueError(f"audio must be (2, samples), got {x.shape}")
     v = dict(values)
+    missing = sorted(set(RANGES) - set(v))
+    if missing:
+        raise ValueError(f"a pedalboard style needs every control; missing {missing}")
     eq_dyn = pb.Pedalboard([
         pb.LowShelfFilter(cutoff_frequency_hz=v["low_shelf_hz"], gain_db=v["low_shelf_db"]),
         pb.PeakFilter(cutoff_frequency_hz=v["peak_hz"], gain_db=v["peak_db"], q=v["peak_q"]),

@@ -318,6 +318,8 @@ def test_pedalboard_chain_matches_closed_forms() -> None:
     assert gain_db == pytest.approx(12.0, abs=0.5)
     with pytest.raises(ValueError, match=r"\(2, samples\)"):
         ps.render(x[0], SR, neutral)
+    with pytest.raises(ValueError, match="missing \\['ratio'\\]"):
+        ps.render(x, SR, {k: v for k, v in neutral.items() if k != "ratio"})
 
 
 def test_pedalboard_styles_are_drawn_in_their_ranges() -> None:
