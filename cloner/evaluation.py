@@ -199,6 +199,8 @@ def make_pedalboard_items(segments: Any, styles: int, *, seed: int = 0) -> Trans
             values = drawn[int(style[i])][stem]
             refs[i, k] = torch.from_numpy(ps.render(source[ref_song[i], k], fs, values))
             targets[i, k] = torch.from_numpy(ps.render(source[song[i], k], fs, values))
+    if not (torch.isfinite(refs).all() and torch.isfinite(targets).all()):
+        raise ValueError("pedalboard returned non-finite audio (is the input finite?)")
     inputs = audio[torch.from_numpy(song)].clone()
     return TransferItems(inputs, refs, targets, song, ref_song, style, tuple(segments.songs), fs)
 

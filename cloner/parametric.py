@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -794,7 +794,7 @@ class ParamTransfer:
             (for a preset: :meth:`cloner.presets.Preset.from_normalized`); ``(segments,
             stems, 24)`` for an interpolation over segments.
         predicted: ``(stems, 24)`` the controller's prediction before refinement (or the
-            parameters given).
+            parameters given); ``(segments, stems, 24)`` for an interpolation over segments.
         refine: the :class:`RefineResult` when refined, else None.
         levels: ``{stem: {effect: dB}}``, the RMS-match gains of each chain on its stem
             (:func:`render_stages`; what a preset records for its pedalboard export); None for
@@ -1022,9 +1022,25 @@ def transfer_params(
     levels: dict[str, dict[str, float]] = {}
     parts = dict(zip(names, batch, strict=True))
     if segments is not None:
-        renders = [apply_params(u_i, parts, sample_rate, progress=progress) for u_i in u]
+        # One stem at a time, one render at a time: memory is three copies of a stem.
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(names) * len(u), desc="chains", unit="render")
+
+        def renders(i: int, n: str) -> Iterator[Tensor]:
+            for u_i in u:
+                yield apply_params(u_i[i : i + 1], {n: parts[n]}, sample_rate)[n]
+                if bar is not None:
+                    bar.update(1)
+
         fade = round(crossfade_seconds * sample_rate)
-        out = {n: join_segments([r[n] for r in renders], fade) for n in names}
+        try:
+            out = {n: join_segments(renders(i, n), fade, len(u)) for i, n in enumerate(names)}
+        finally:
+            if bar is not None:
+                bar.close()
         levels = None  # type: ignore[assignment]
     else:
         out = apply_params(u, parts, sample_rate, progress=progress, levels=levels)
@@ -1032,42 +1048,60 @@ def transfer_params(
     return ParamTransfer(out, mix, sample_rate, u, predicted, result, levels)
 
 
-def join_segments(renders: Sequence[Tensor], crossfade: int) -> Tensor:
-    """Segment ``i`` of ``N = len(renders)`` equal parts from ``renders[i]``, joined with
-    raised-cosine cross-fades.
+def join_segments(renders: Iterable[Tensor], crossfade: int, segments: int | None = None) -> Tensor:
+    """Segment ``i`` of ``N`` equal parts from ``renders[i]``, joined with raised-cosine
+    cross-fades.
 
     The boundaries are ``b_i = round(i · L / N)``; around each, over ``[b_i − h, b_i + h)``
-    with ``2h = crossfade`` (shortened to the shortest segment), the output is
-    ``y_{i-1} + f · (y_i − y_{i-1})`` with ``f = sin²(π t / 2)`` rising from 0 to 1
-    (amplitude-complementary, as :mod:`cloner.inference`'s windows; where two renders agree
-    the result is theirs bit for bit).
+    with ``h = min(crossfade // 2, shortest segment // 2)`` (an odd ``crossfade`` loses a
+    sample), the output is ``y_{i-1} + f · (y_i − y_{i-1})`` with ``f = sin²(π t / 2)`` rising
+    from 0 to 1 (amplitude-complementary, as :mod:`cloner.inference`'s windows; where two
+    renders agree the result is theirs bit for bit). ``renders`` may be a generator: only the
+    output, the previous render and the current one are held at a time.
 
     Args:
-        renders: ``N`` tensors ``(channels, L)`` of the same shape.
+        renders: ``N`` tensors ``(channels, L)`` of one shape (a sequence, or any iterable
+            with ``segments``).
         crossfade: ``2h`` in samples (0: hard cuts).
+        segments: ``N`` (default ``len(renders)``).
 
     Returns:
         ``(channels, L)``.
     """
     from cloner.inference import _fade
 
-    if not renders or any(r.shape != renders[0].shape for r in renders):
-        raise ValueError("join_segments needs renders of one shape")
-    n, length = len(renders), renders[0].shape[-1]
-    if length < n:
-        raise ValueError(f"{length} samples cannot hold {n} segments")
-    bounds = [round(i * length / n) for i in range(n + 1)]
-    shortest = min(b - a for a, b in itertools.pairwise(bounds))
-    h = min(max(int(crossfade), 0) // 2, shortest // 2)
-    out = renders[0].clone()
-    for i in range(1, n):
-        b = bounds[i]
-        out[..., b + h :] = renders[i][..., b + h :]
-        if h > 0:
-            f = _fade(2 * h, "cosine").to(out)
-            out[..., b - h : b + h] = torch.lerp(
-                renders[i - 1][..., b - h : b + h], renders[i][..., b - h : b + h], f
-            )
+    n = len(renders) if segments is None else int(segments)  # type: ignore[arg-type]
+    if n < 1:
+        raise ValueError("join_segments needs at least one render")
+    out = prev = None
+    bounds: list[int] = []
+    h = 0
+    count = 0
+    for i, cur in enumerate(renders):
+        count += 1
+        if out is None:
+            length = cur.shape[-1]
+            if length < n:
+                raise ValueError(f"{length} samples cannot hold {n} segments")
+            bounds = [round(k * length / n) for k in range(n + 1)]
+            shortest = min(b - a for a, b in itertools.pairwise(bounds))
+            h = min(max(int(crossfade), 0) // 2, shortest // 2)
+            out = cur.clone()
+        else:
+            if cur.shape != out.shape or i >= n:
+                raise ValueError(f"join_segments needs {n} renders of one shape")
+            b = bounds[i]
+            out[..., b + h :] = cur[..., b + h :]
+            if h > 0:
+                f = _fade(2 * h, "cosine").to(out)
+                out[..., b - h : b + h] = torch.lerp(
+                    prev[..., b - h : b + h],
+                    cur[..., b - h : b + h],
+                    f,  # type: ignore[index]
+                )
+        prev = cur
+    if out is None or count != n:
+        raise ValueError(f"join_segments needs {n} renders of one shape, got {count}")
     return out
 
 

@@ -158,7 +158,7 @@ def render_styles(
             for a, b, c in zip(song[sl], stem[sl], style[sl], strict=True)
         ])  # fmt: skip
         if not np.isfinite(y).all():
-            raise RuntimeError("pedalboard returned non-finite audio")
+            raise ValueError("pedalboard returned non-finite audio (is the input finite?)")
         y_t = torch.from_numpy(y).to(device)
         meta = {"song": song[sl], "stem": stem[sl], "style": style[sl],
                 "factors": np.zeros((len(y), 0))}  # fmt: skip

@@ -25,6 +25,7 @@ DistributedDataParallel (gloo on CPU, nccl on GPU), each drawing its own batch.
 
 from __future__ import annotations
 
+import copy
 import functools
 import time
 from collections.abc import Callable, Mapping
@@ -60,6 +61,11 @@ CHECKPOINT_FORMAT = "mixfx.fxencoder.train/1"
 #: probabilities at the strength a stem has in a finished mix (EQ ±6 dB, ratios 1.5–4 above
 #: -30 dBFS, pan ±0.5, width 0.6–1.4, wet 5–30 % of 0.3–1.5 s, gain ±6 dB), not the reference
 #: ranges that a style is drawn from (EQ ±15 dB, ratios 4–40 above -80 dBFS, width 0–2, ...).
+#: Everything else is the reference's: EQ frequencies and Qs, compressor times, reverb
+#: predelay and damping, and the polarity flip of an item whose gain is on (probability 0.5;
+#: alone it is inaudible, and an encoder should not hear it). A config with ``premix`` > 0
+#: stores this dict (resolved in ``__post_init__``), so a later edit here cannot change a
+#: recorded run.
 PREMIX_CHAIN: dict[str, Any] = {
     "ranges": {
         "eq.gain_db": [-6.0, 6.0],
@@ -155,6 +161,8 @@ class TrainConfig(ConfigBase):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
         self.model_config()  # validates the preset and the overrides
         self.chain_config()
+        if self.premix > 0 and not self.premix_chain:
+            object.__setattr__(self, "premix_chain", copy.deepcopy(PREMIX_CHAIN))
         self.premix_chain_config()
 
     def model_config(self) -> FXEncoderConfig:

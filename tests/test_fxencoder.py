@@ -351,6 +351,9 @@ def test_premix_gives_each_content_its_own_mild_draw(data) -> None:
     mixed = EncoderTrainer(_config(premix=1.0), data).make_batch()
     assert np.array_equal(plain["rows"], mixed["rows"])
     assert not torch.equal(plain["contents"], mixed["contents"])
+    # The resolved pre-mix chain is recorded with the run (a later edit cannot change it).
+    assert trainer.config.premix_chain == PREMIX_CHAIN and _config().premix_chain == {}
+    assert TrainConfig.from_dict(trainer.config.to_dict()) == trainer.config
     with pytest.raises(ValueError, match="premix"):
         _config(premix=1.5)
     with pytest.raises(ValueError, match="premix_chain"):

@@ -194,6 +194,22 @@ def test_interpolation_over_segments(env: dict[str, Path], tmp_path: Path) -> No
                            segments=2, refine_steps=1)  # fmt: skip
 
 
+def test_join_segments_hard_cuts_clipped_fades_and_generators() -> None:
+    renders = [torch.full((2, 30), float(i)) for i in range(3)]  # boundaries 10 and 20
+    np.testing.assert_array_equal(pm.join_segments(renders, 0)[0].numpy(),
+                                  np.repeat([0.0, 1.0, 2.0], 10))  # fmt: skip
+    # A fade longer than a segment is clipped to h = 5 samples each side of the boundaries.
+    joined = pm.join_segments(iter(renders), 10**6, segments=3)[0].numpy()
+    ramp = np.sin(0.5 * np.pi * (np.arange(10) + 0.5) / 10) ** 2
+    np.testing.assert_allclose(joined[5:15], ramp, atol=1e-6)
+    np.testing.assert_allclose(joined[15:25], 1.0 + ramp, atol=1e-6)
+    assert joined[:5].tolist() == [0.0] * 5 and joined[25:].tolist() == [2.0] * 5
+    with pytest.raises(ValueError, match="needs 3 renders"):
+        pm.join_segments(iter(renders[:2]), 4, segments=3)
+    with pytest.raises(ValueError, match="cannot hold"):
+        pm.join_segments([torch.zeros(2, 2)] * 3, 0)
+
+
 def test_silent_stem_stays_silent(env: dict[str, Path]) -> None:
     _, parts, rate = read_song(env["input"], "input")
     _, ref, ref_rate = read_song(env["ref"], "reference")
@@ -213,6 +229,8 @@ def test_usage_errors(
         (["--method", "params"], "needs --controller"),
         (["--method", "params", "--controller", str(env["ctl"]), "--interpolate",
           str(env["ref_b"]), "--segments", "3", "--refine", "2"], "no --refine or --save-preset"),
+        (["--method", "params", "--controller", str(env["ctl"]), "--interpolate",
+          str(env["ref_b"]), "--segments", "65"], "at most 64"),
         (["--save-preset", str(tmp_path / "p.json")], "only with --method params"),
         (["--method", "params", "--preset", str(tmp_path / "p.json"), "--refine", "2"],
          "no --controller, --refine"),

@@ -5,7 +5,10 @@ options, loads the encoders and the songs, runs the evaluation with a progress b
 ``OUT/results.json`` (everything), ``OUT/results.md`` (the table, the paper's Table 1 beside it)
 and one t-SNE plot per condition, ``OUT/tsne_<condition>.png`` (the first encoder's embeddings
 of the shared-style items, or the effect features' when no encoder is given; colour = style,
-marker = stem type; the single-effect conditions have one panel per effect).
+marker = stem type; the single-effect conditions have one panel per effect). With
+``--style-library pedalboard`` (or ``both``) the styles are also (or only) made by pedalboard's
+effects (:mod:`fxencoder.pedalboard_styles`): full-chain retrieval in both scopes, a section of
+``results.md`` and ``"pedalboard_styles"`` in ``results.json``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ DESCRIPTION = (
     "stem x full chain / single effect): DCIMIG and DCI random-forest explicitness with the "
     "drawn effect parameters as factors, top-1 style retrieval across songs with a "
     "song-bootstrap 95 % interval, for each --encoder, the content and effect-feature "
-    "baselines and the factor oracle. Writes OUT/results.json, OUT/results.md and t-SNE plots."
+    "baselines and the factor oracle. Writes OUT/results.json, OUT/results.md and t-SNE plots. "
+    "--style-library pedalboard (or both) draws the styles from pedalboard's effects instead "
+    "(or as well): full-chain retrieval on effects the encoder never trained on."
 )
 
 
@@ -107,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     from fxencoder import evaluation as ev
 
     check_device(args.device)
+    if args.style_library != "fxdsp":  # before hours of fxdsp conditions, not after
+        require("pedalboard", "bench", "mixfx eval-encoder --style-library pedalboard")
     specs = labelled(args.encoder, "--encoder")
     labels = [label for label, _ in specs]
     encoders = {label: fxencoder.load(path, device=args.device) for label, path in specs}
@@ -141,7 +148,6 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
     foreign = None
     if args.style_library in ("pedalboard", "both"):
-        require("pedalboard", "bench", "mixfx eval-encoder --style-library pedalboard")
         from fxencoder import pedalboard_styles
 
         n_items = len(segments.songs) * len(ev.STEMS) * args.styles
@@ -210,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
             for c, r in foreign["conditions"].items()
         )  # fmt: skip
     print(f"mixfx eval-encoder: {len(segments.songs)} songs; retrieval of {plotted}: {summary}")
-    print(f"mixfx eval-encoder: wrote {out / 'results.json'}, results.md, {', '.join(pngs)}")
+    print(f"mixfx eval-encoder: wrote {out / 'results.json'}, {', '.join(['results.md', *pngs])}")
     return 0
 
 

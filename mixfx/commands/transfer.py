@@ -300,6 +300,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CLIError(f"the output {out} must end in .wav or .flac")
 
 
+#: The most interpolation segments of ``--method params`` (each renders every stem once).
+MAX_PARAMS_SEGMENTS = 64
+
+
 def _check_params_args(args: argparse.Namespace) -> None:
     given = [
         name for name, value in (
@@ -311,6 +315,11 @@ def _check_params_args(args: argparse.Namespace) -> None:
         if given:
             raise CLIError(f"{', '.join(given)}: only with --method params")
         return
+    if args.segments is not None and args.segments > MAX_PARAMS_SEGMENTS:
+        raise CLIError(
+            f"--segments {args.segments} with --method params: at most {MAX_PARAMS_SEGMENTS} "
+            "(each segment renders every stem once more)"
+        )
     if args.segments is not None and (args.refine or args.save_preset is not None):
         raise CLIError(
             "--segments with --method params changes the chain over time: no --refine or "
