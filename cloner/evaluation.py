@@ -123,6 +123,21 @@ class TransferItems:
         return int(self.inputs.shape[0])
 
 
+def _item_grid(segments: Any, styles: int, seed: int) -> tuple[np.ndarray, ...]:
+    """``(song, style, ref_song)`` of every item, song-major: each song with each style, its
+    reference another song drawn with ``numpy.random.default_rng([seed, 1])``."""
+    if isinstance(styles, bool) or not isinstance(styles, int) or styles < 1:
+        raise ValueError(f"styles must be a positive integer, got {styles!r}")
+    n_songs = int(segments.audio.shape[0])
+    if n_songs < 2:
+        raise ValueError(f"the evaluation needs at least 2 songs, got {n_songs}")
+    rng = np.random.default_rng([int(seed), 1])
+    song = np.repeat(np.arange(n_songs), styles)
+    style = np.tile(np.arange(styles), n_songs)
+    ref_song = (song + 1 + rng.integers(0, n_songs - 1, size=len(song))) % n_songs
+    return song, style, ref_song
+
+
 def make_items(
     segments: Any,
     styles: int,
@@ -144,20 +159,11 @@ def make_items(
         device: where the chains are rendered.
         batch: items per rendering chunk.
     """
-    if isinstance(styles, bool) or not isinstance(styles, int) or styles < 1:
-        raise ValueError(f"styles must be a positive integer, got {styles!r}")
-    audio = segments.audio
-    n_songs = int(audio.shape[0])
-    if n_songs < 2:
-        raise ValueError(f"the evaluation needs at least 2 songs, got {n_songs}")
-    fs = int(segments.sample_rate)
+    song, style, ref_song = _item_grid(segments, styles, seed)
+    audio, fs = segments.audio, int(segments.sample_rate)
     cfg = config if config is not None else fxdsp.ChainConfig().replace(sample_rate=float(fs))
     gen = torch.Generator().manual_seed(int(seed))
     chains = [fxdsp.sample_params(styles, stems=stem, generator=gen, config=cfg) for stem in STEMS]
-    rng = np.random.default_rng([int(seed), 1])
-    song = np.repeat(np.arange(n_songs), styles)
-    style = np.tile(np.arange(styles), n_songs)
-    ref_song = (song + 1 + rng.integers(0, n_songs - 1, size=len(song))) % n_songs
     refs = torch.empty((len(song), *audio.shape[1:]))
     targets = torch.empty((len(song), *audio.shape[1:]))
     for k in range(len(STEMS)):
@@ -179,18 +185,9 @@ def make_pedalboard_items(segments: Any, styles: int, *, seed: int = 0) -> Trans
     transfer method learned mixing, not fxdsp's chain (needs pedalboard)."""
     from fxencoder import pedalboard_styles as ps
 
-    if isinstance(styles, bool) or not isinstance(styles, int) or styles < 1:
-        raise ValueError(f"styles must be a positive integer, got {styles!r}")
-    audio = segments.audio
-    n_songs = int(audio.shape[0])
-    if n_songs < 2:
-        raise ValueError(f"the evaluation needs at least 2 songs, got {n_songs}")
-    fs = int(segments.sample_rate)
+    song, style, ref_song = _item_grid(segments, styles, seed)
+    audio, fs = segments.audio, int(segments.sample_rate)
     drawn = ps.draw_styles(styles, seed)
-    rng = np.random.default_rng([int(seed), 1])
-    song = np.repeat(np.arange(n_songs), styles)
-    style = np.tile(np.arange(styles), n_songs)
-    ref_song = (song + 1 + rng.integers(0, n_songs - 1, size=len(song))) % n_songs
     refs = torch.empty((len(song), *audio.shape[1:]))
     targets = torch.empty((len(song), *audio.shape[1:]))
     source = audio.numpy()

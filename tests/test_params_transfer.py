@@ -132,13 +132,19 @@ def test_refine_from_neutral_needs_no_controller(env: dict[str, Path], tmp_path:
     assert np.abs(audio.T - result.mix.numpy()).max() < 1e-6
 
 
-def test_blend_interpolates_the_parameters(env: dict[str, Path]) -> None:
+def _two_references(env: dict[str, Path]) -> tuple:
+    """The input, both references, the models, and the transfers towards each reference."""
     _, parts, rate = read_song(env["input"], "input")
     _, ref, ref_rate = read_song(env["ref"], "reference")
     _, ref_b, _ = read_song(env["ref_b"], "reference")
     controller, encoder = pm.load_controller(env["ctl"]), fxencoder.load(env["enc"])
     a = pm.transfer_params(controller, encoder, parts, rate, ref, ref_rate)
     b = pm.transfer_params(controller, encoder, parts, rate, ref_b, ref_rate)
+    return parts, rate, ref, ref_rate, ref_b, controller, encoder, a, b
+
+
+def test_blend_interpolates_the_parameters(env: dict[str, Path]) -> None:
+    parts, rate, ref, ref_rate, ref_b, controller, encoder, a, b = _two_references(env)
     mid = pm.transfer_params(controller, encoder, parts, rate, ref, ref_rate, reference_b=ref_b,
                              weight=0.25)  # fmt: skip
     assert torch.allclose(mid.params, 0.25 * a.params + 0.75 * b.params, atol=1e-6)
@@ -149,12 +155,7 @@ def test_interpolation_over_segments(env: dict[str, Path], tmp_path: Path) -> No
     """Segment i of N gets w_i · u_A + (1 − w_i) · u_B, w_i = 1 − i/(N − 1); each chain renders
     the whole stem and the renders are joined with raised-cosine cross-fades (checked against a
     plain loop over samples)."""
-    _, parts, rate = read_song(env["input"], "input")
-    _, ref, ref_rate = read_song(env["ref"], "reference")
-    _, ref_b, _ = read_song(env["ref_b"], "reference")
-    controller, encoder = pm.load_controller(env["ctl"]), fxencoder.load(env["enc"])
-    a = pm.transfer_params(controller, encoder, parts, rate, ref, ref_rate)
-    b = pm.transfer_params(controller, encoder, parts, rate, ref_b, ref_rate)
+    parts, rate, ref, ref_rate, ref_b, controller, encoder, a, b = _two_references(env)
     res = pm.transfer_params(controller, encoder, parts, rate, ref, ref_rate, reference_b=ref_b,
                              segments=3, crossfade_seconds=0.1)  # fmt: skip
     assert res.params.shape == (3, 4, 24) and res.levels is None
