@@ -1073,34 +1073,31 @@ def join_segments(renders: Iterable[Tensor], crossfade: int, segments: int | Non
     n = len(renders) if segments is None else int(segments)  # type: ignore[arg-type]
     if n < 1:
         raise ValueError("join_segments needs at least one render")
-    out = prev = None
-    bounds: list[int] = []
-    h = 0
-    count = 0
-    for i, cur in enumerate(renders):
+    it = iter(renders)
+    prev = next(it, None)
+    if prev is None:
+        raise ValueError(f"join_segments needs {n} renders of one shape, got 0")
+    length = prev.shape[-1]
+    if length < n:
+        raise ValueError(f"{length} samples cannot hold {n} segments")
+    bounds = [round(k * length / n) for k in range(n + 1)]
+    shortest = min(b - a for a, b in itertools.pairwise(bounds))
+    h = min(max(int(crossfade), 0) // 2, shortest // 2)
+    fade = _fade(2 * h, "cosine").to(prev) if h > 0 else None
+    out = prev.clone()
+    count = 1
+    for i, cur in enumerate(it, start=1):
         count += 1
-        if out is None:
-            length = cur.shape[-1]
-            if length < n:
-                raise ValueError(f"{length} samples cannot hold {n} segments")
-            bounds = [round(k * length / n) for k in range(n + 1)]
-            shortest = min(b - a for a, b in itertools.pairwise(bounds))
-            h = min(max(int(crossfade), 0) // 2, shortest // 2)
-            out = cur.clone()
-        else:
-            if cur.shape != out.shape or i >= n:
-                raise ValueError(f"join_segments needs {n} renders of one shape")
-            b = bounds[i]
-            out[..., b + h :] = cur[..., b + h :]
-            if h > 0:
-                f = _fade(2 * h, "cosine").to(out)
-                out[..., b - h : b + h] = torch.lerp(
-                    prev[..., b - h : b + h],
-                    cur[..., b - h : b + h],
-                    f,  # type: ignore[index]
-                )
+        if cur.shape != out.shape or i >= n:
+            raise ValueError(f"join_segments needs {n} renders of one shape")
+        b = bounds[i]
+        out[..., b + h :] = cur[..., b + h :]
+        if fade is not None:
+            out[..., b - h : b + h] = torch.lerp(
+                prev[..., b - h : b + h], cur[..., b - h : b + h], fade
+            )
         prev = cur
-    if out is None or count != n:
+    if count != n:
         raise ValueError(f"join_segments needs {n} renders of one shape, got {count}")
     return out
 
