@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fxdsp.functional.gain import GAIN_DB_RANGE, gain
+from fxdsp.functional.gain import GAIN_DB_RANGE, _polarity_sign, gain
 
 devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -144,3 +144,16 @@ def test_polarity_flags_broadcast_and_bad_flags_name_the_problem() -> None:
         y = gain(h, -6.0, flags)
         assert y.dtype == torch.float16
         assert float(y[0, 0, 0]) == pytest.approx(-(10 ** (-6.0 / 20)), rel=1e-3)
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_polarity_sign_lives_on_the_audio_device_without_a_gpu(invert: bool) -> None:
+    # The meta device stands in for an accelerator on a CPU-only machine: a sign made on the
+    # default device instead of the audio's would land on the CPU.
+    x = torch.empty(3, 2, 16, device="meta", dtype=torch.float64)
+    sign = _polarity_sign(invert, x)
+    assert sign.device == x.device and sign.dtype == x.dtype and sign.shape == (3,)
+    assert torch.equal(
+        _polarity_sign(invert, x.new_ones(3, 2, 16, device="cpu")),
+        torch.full((3,), -1.0 if invert else 1.0, dtype=torch.float64),
+    )

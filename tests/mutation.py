@@ -1,0 +1,258 @@
+"""Mutation testing of the DSP core and the data cache with mutmut (``./run mutate [MODULE...]``).
+
+Each module listed in ``[tool.mixfx.mutation]`` of ``pyproject.toml`` is mutated in its own copy of
+the tracked files (``out/mutation/work/<module>/``) and its mutants run against only the test files
+listed for it. The result of each module is kept in ``out/mutation/results/<module>.json``, so
+modules can be run one at a time, across sessions; ``out/mutation/REPORT.md`` is rebuilt from all
+kept results after every run: the score per module and in total, and every surviving mutant with
+file:line and diff, marked when ``tests/mutation_equivalent.toml`` lists it as equivalent (it
+cannot change behaviour) with the reason.
+
+Score: detected / checked, where detected counts mutants that a test failed on ("killed") or that
+made a test run past mutmut's time limit ("timeout"), and checked leaves out only mutants mutmut
+skipped. A mutant that no listed test reaches ("no tests") counts as not detected. Equivalent
+mutants leave the denominator (the report gives both figures).
+
+mutmut's trampolines are Python, which a jitted Numba kernel cannot call: a module whose source
+uses Numba runs with ``NUMBA_DISABLE_JIT=1``; every other module keeps the compiled kernels (the
+loudness and filter tests run hundreds of times faster with them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "out" / "mutation"
+EQUIVALENT_FILE = ROOT / "tests" / "mutation_equivalent.toml"
+PACKAGES = ["fxdsp", "fxdata", "mixfx", "fxencoder", "cloner", "tests"]
+
+
+def module_table() -> dict[str, list[str]]:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return pyproject["tool"]["mixfx"]["mutation"]
+
+
+def load_equivalent() -> dict[str, dict[str, str]]:
+    """Mutant name -> {"mutated": the mutated line, "reason": why it cannot change behaviour}."""
+    if not EQUIVALENT_FILE.exists():
+        return {}
+    entries = tomllib.loads(EQUIVALENT_FILE.read_text()).get("equivalent", [])
+    table = {}
+    for entry in entries:
+        missing = {"mutant", "mutated", "reason"} - set(entry)
+        if missing:
+            raise SystemExit(f"{EQUIVALENT_FILE}: an entry lacks {sorted(missing)}: {entry}")
+        table[entry["mutant"]] = {"mutated": entry["mutated"], "reason": entry["reason"]}
+    return table
+
+
+def status_of(exit_code: int | None) -> str:
+    from mutmut.stats import status_by_exit_code
+
+    return status_by_exit_code[exit_code]
+
+
+def result_path(module: str) -> Path:
+    return OUT / "results" / (module.replace("/", "_").removesuffix(".py") + ".json")
+
+
+def run_module(module: str, tests: list[str], mutmut: str) -> dict:
+    work = OUT / "work" / module.replace("/", "_").removesuffix(".py")
+    shutil.rmtree(work, ignore_errors=True)
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z", *PACKAGES], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    for name in [*filter(None, tracked.split("\0")), "pyproject.toml"]:
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, work / name)
+    selection = "\n    ".join(tests)
+    also_copy = "\n    ".join(PACKAGES)
+    (work / "setup.cfg").write_text(
+        f"[mutmut]\nsource_paths = {module}\nprocess_isolation = forkserver\n"
+        f"pytest_add_cli_args_test_selection =\n"
+        f"    {selection}\nalso_copy =\n    {also_copy}\n"
+    )
+    # Workers fork from a server that has only collected the tests (process_isolation =
+    # forkserver): forked from mutmut's main process, which has run the suite, a worker that
+    # reaches an FFT deadlocks in MKL's OpenMP pool (measured: torch.fft.rfft in
+    # reverb._fft_convolve waits forever at 0 % CPU), and the wall-clock limit would then count
+    # a surviving mutant as a timeout, detected. One thread per worker: two run at once.
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    if "numba" in (ROOT / module).read_text():
+        env["NUMBA_DISABLE_JIT"] = "1"
+    else:
+        env.pop("NUMBA_DISABLE_JIT", None)
+    start = time.monotonic()
+    with open(work / "mutmut.log", "w") as log:
+        subprocess.run(
+            [mutmut, "run", "--max-children", str(os.cpu_count() or 1)],
+            cwd=work,
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+    wall = time.monotonic() - start
+    meta_file = work / "mutants" / f"{module}.meta"
+    if not meta_file.exists():
+        raise SystemExit(f"mutmut produced no results for {module}; see {work / 'mutmut.log'}")
+    codes = json.loads(meta_file.read_text())["exit_code_by_key"]
+    source = (ROOT / module).read_text().splitlines()
+    mutants = []
+    for name, code in sorted(codes.items()):
+        entry = {"name": name, "status": status_of(code)}
+        if entry["status"] not in ("killed", "timeout", "skipped"):
+            diff = subprocess.run(
+                [mutmut, "show", name], cwd=work, capture_output=True, text=True
+            ).stdout
+            body = [
+                line
+                for line in diff.splitlines()
+                if line[:1] in "+-" and line[:3] not in ("+++", "---")
+            ]
+            removed = [line[1:].strip() for line in body if line.startswith("-")]
+            added = [line[1:].strip() for line in body if line.startswith("+")]
+            entry["line"] = next(
+                (i + 1 for i, text in enumerate(source) if removed and text.strip() == removed[0]),
+                None,
+            )
+            entry["mutated"] = added[0] if added else ""
+            entry["diff"] = "\n".join(body)
+        mutants.append(entry)
+    from mutmut import __version__ as mutmut_version
+
+    return {
+        "module": module,
+        "tests": tests,
+        "mutmut": mutmut_version,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_s": round(wall, 1),
+        "numba_jit": "NUMBA_DISABLE_JIT" not in env,
+        "mutants": mutants,
+    }
+
+
+def summarize(result: dict, equivalent: dict[str, dict[str, str]]) -> dict:
+    counts: dict[str, int] = {}
+    listed = 0
+    for mutant in result["mutants"]:
+        counts[mutant["status"]] = counts.get(mutant["status"], 0) + 1
+        known = equivalent.get(mutant["name"])
+        if mutant["status"] == "survived" and known and known["mutated"] == mutant["mutated"]:
+            listed += 1
+    detected = counts.get("killed", 0) + counts.get("timeout", 0)
+    checked = len(result["mutants"]) - counts.get("skipped", 0) - counts.get("not checked", 0)
+    return {
+        "counts": counts,
+        "detected": detected,
+        "checked": checked,
+        "equivalent": listed,
+        "score": 100.0 * detected / max(checked, 1),
+        "score_net": 100.0 * detected / max(checked - listed, 1),
+    }
+
+
+def write_report(equivalent: dict[str, dict[str, str]]) -> Path:
+    results = [json.loads(p.read_text()) for p in sorted((OUT / "results").glob("*.json"))]
+    order = list(module_table())
+    results.sort(key=lambda r: order.index(r["module"]) if r["module"] in order else len(order))
+    lines = [
+        "# Mutation testing report (`./run mutate`)",
+        "",
+        "Detected = killed by a test or timed out; score = detected / checked; net score leaves "
+        "out the survivors listed as equivalent in `tests/mutation_equivalent.toml`.",
+        "",
+        "| module | mutants | killed | timeout | survived | no tests | equivalent | score "
+        "| net score | wall time | run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    total = {"detected": 0, "checked": 0, "equivalent": 0, "wall": 0.0}
+    for result in results:
+        s = summarize(result, equivalent)
+        c = s["counts"]
+        lines.append(
+            f"| {result['module']} | {len(result['mutants'])} | {c.get('killed', 0)} "
+            f"| {c.get('timeout', 0)} | {c.get('survived', 0)} | {c.get('no tests', 0)} "
+            f"| {s['equivalent']} | {s['score']:.1f} % | {s['score_net']:.1f} % "
+            f"| {result['wall_s']:.0f} s | {result['date'][:10]} |"
+        )
+        for key in ("detected", "checked", "equivalent"):
+            total[key] += s[key]
+        total["wall"] += result["wall_s"]
+    if results:
+        score = 100.0 * total["detected"] / max(total["checked"], 1)
+        net = 100.0 * total["detected"] / max(total["checked"] - total["equivalent"], 1)
+        lines.append(
+            f"| **all** | {total['checked']} checked | {total['detected']} detected | | | "
+            f"| {total['equivalent']} | **{score:.1f} %** | **{net:.1f} %** "
+            f"| {total['wall'] / 60:.0f} min | |"
+        )
+    lines += ["", "## Mutants not detected", ""]
+    for result in results:
+        for mutant in result["mutants"]:
+            if mutant["status"] in ("killed", "timeout", "skipped", "not checked"):
+                continue
+            known = equivalent.get(mutant["name"])
+            tag = mutant["status"]
+            if known and known["mutated"] == mutant["mutated"]:
+                tag = f"equivalent: {known['reason']}"
+            lines += [
+                f"### {result['module']}:{mutant.get('line') or '?'} `{mutant['name']}`",
+                "",
+                tag,
+                "",
+                "```diff",
+                mutant.get("diff", ""),
+                "```",
+                "",
+            ]
+    report = OUT / "REPORT.md"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    tmp = report.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="./run mutate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help="modules to mutate (default: all listed)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rebuild REPORT.md from the kept results"
+    )
+    args = parser.parse_args(argv)
+    table = module_table()
+    modules = args.modules or list(table)
+    unknown = [m for m in modules if m not in table]
+    if unknown:
+        parser.error(f"no [tool.mixfx.mutation] entry for {unknown}; known: {list(table)}")
+    equivalent = load_equivalent()
+    if not args.report_only:
+        mutmut = str(Path(sys.executable).with_name("mutmut"))
+        for module in modules:
+            result = run_module(module, table[module], mutmut)
+            path = result_path(module)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result, indent=1) + "\n")
+            s = summarize(result, equivalent)
+            print(
+                f"{module}: {s['score']:.1f} % of {s['checked']} mutants detected "
+                f"({s['equivalent']} equivalent) in {result['wall_s']:.0f} s",
+                flush=True,
+            )
+    print(f"report: {write_report(equivalent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
