@@ -185,23 +185,68 @@ def test_pan_finite_gradient_at_edges(law: str, chans: int, dtype: torch.dtype) 
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("make", "message"),
     [
-        lambda: pan(torch.zeros(2, 16), 0.0),  # wrong ndim
-        lambda: pan(torch.zeros(1, 1, 1), 0.0),  # 1 sample
-        lambda: pan(torch.zeros(1, 3, 16), 0.0),  # 3 channels
-        lambda: pan(torch.full((1, 2, 8), float("nan")), 0.0),  # NaN audio
-        lambda: pan(torch.zeros(1, 2, 8), 1.5),  # out of range
-        lambda: pan(torch.zeros(2, 2, 8), torch.zeros(3)),  # mismatched batch
-        lambda: pan(torch.zeros(1, 2, 8), 0.0, law="sine"),  # bad law name
-        lambda: pan(torch.zeros(2, 2, 8), 0.0, law=torch.tensor([0, 3])),  # bad law index
-        lambda: pan(torch.zeros(2, 2, 8), 0.0, law=torch.tensor([0.0, 1.0])),  # float law
-        lambda: pan(torch.zeros(2, 2, 8), 0.0, law=torch.tensor([0, 1, 2])),  # law batch
+        (lambda: pan(torch.zeros(2, 16), 0.0), r"x must have shape \(batch, channels, samples\)"),
+        (lambda: pan(torch.zeros(1, 1, 1), 0.0), r"x has 1 samples"),
+        (lambda: pan(torch.zeros(1, 3, 16), 0.0), r"x must have 1 or 2 channel\(s\), got 3"),
+        (lambda: pan(torch.full((1, 2, 8), float("nan")), 0.0), r"x contains non-finite"),
+        (lambda: pan(torch.zeros(1, 2, 8), 1.5), r"pan=1.5 is above its maximum 1"),
+        (lambda: pan(torch.zeros(1, 2, 8), -1.5), r"pan=-1.5 is below its minimum -1"),
+        (lambda: pan(torch.zeros(2, 2, 8), torch.zeros(3)), r"pan must be .* batch=2, got shape"),
+        (lambda: pan(torch.zeros(1, 2, 8), 0.0, law="sine"), r"unknown pan law 'sine'; expected"),
+        (
+            lambda: pan(torch.zeros(2, 2, 8), 0.0, law=torch.tensor([0, 3])),
+            r"law indices must be in \[0, 2\], got \[0, 3\]",
+        ),
+        (
+            lambda: pan(torch.zeros(2, 2, 8), 0.0, law=torch.tensor([0.0, 1.0])),
+            r"law must be an integer tensor indexing PAN_LAWS, got dtype torch.float32",
+        ),
+        (
+            lambda: pan(torch.zeros(2, 2, 8), 0.0, law=torch.tensor([0, 1, 2])),
+            r"law must be a string or a \(batch,\) tensor with batch=2, got shape \(3,\)",
+        ),
+        (
+            lambda: pan(torch.zeros(2, 2, 8), 0.0, law=2),
+            r"law must be a string or an integer tensor, got int",
+        ),
+        (
+            lambda: pan(torch.zeros(2, 2, 8), 0.0, law=torch.tensor([0, 1], device="meta")),
+            r"law is on meta but the audio is on cpu",
+        ),
+        (lambda: pan_gains(torch.zeros(3), law="sine"), r"unknown pan law 'sine'"),
     ],
 )
-def test_pan_bad_input_raises(make) -> None:
-    with pytest.raises(ValueError):
+def test_pan_bad_input_names_the_problem(make, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_default_law_is_constant_power() -> None:
+    position = torch.tensor([-1.0, -0.3, 0.0, 0.6], dtype=torch.float64)
+    for got, want in zip(pan_gains(position), pan_gains(position, "constant_power"), strict=True):
+        assert torch.equal(got, want)
+    torch.testing.assert_close(pan_gains(position)[0], torch.sin((1 - position) * math.pi / 4))
+    x = _audio(batch=4, chans=1, samples=32)
+    assert torch.equal(pan(x, position), pan(x, position, law="constant_power"))
+
+
+@pytest.mark.parametrize("chans", [1, 2])
+def test_one_law_index_broadcasts_over_the_batch(chans: int) -> None:
+    x = _audio(batch=3, chans=chans, samples=32)
+    position = torch.tensor([-0.5, 0.2, 0.9], dtype=x.dtype)
+    for index, name in enumerate(PAN_LAWS):
+        want = pan(x, position, law=name)
+        for law in (torch.tensor(index), torch.tensor([index]), torch.full((3,), index)):
+            for dtype in (torch.int64, torch.int32, torch.uint8):
+                assert torch.equal(pan(x, position, law=law.to(dtype)), want), (name, law)
+    # Tensor laws pick per element: pan_gains with one index per position.
+    mixed = torch.tensor([2, 0, 1])
+    left, right = pan_gains(position, mixed)
+    for i, name in enumerate(("-4.5dB", "constant_power", "linear")):
+        gl, gr = pan_gains(position[i : i + 1], name)
+        assert left[i] == gl[0] and right[i] == gr[0]
 
 
 # ----------------------------------------------------------------------------------- mid/side
@@ -221,10 +266,10 @@ def test_mid_side_round_trip_exact_on_dyadic_values() -> None:
     assert torch.equal(left_right(mid_side(x)), x)
 
 
-def test_mid_side_bad_channels() -> None:
-    with pytest.raises(ValueError):
+def test_mid_side_bad_channels_name_the_argument() -> None:
+    with pytest.raises(ValueError, match=r"x must have 2 channel\(s\), got 1"):
         mid_side(torch.zeros(1, 1, 8))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"ms must have 2 channel\(s\), got 3"):
         left_right(torch.zeros(1, 3, 8))
 
 
@@ -326,20 +371,23 @@ def test_imager_finite_gradient_at_edges(dtype: torch.dtype) -> None:
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("make", "message"),
     [
-        lambda: stereo_imager(torch.zeros(2, 16), 1.0),  # wrong ndim
-        lambda: stereo_imager(torch.zeros(1, 3, 16), 1.0),  # 3 channels
-        lambda: stereo_imager(torch.zeros(1, 1, 16), 1.0),  # mono
-        lambda: stereo_imager(torch.zeros(1, 2, 1), 1.0),  # 1 sample
-        lambda: stereo_imager(torch.full((1, 2, 8), float("nan")), 1.0),  # NaN
-        lambda: stereo_imager(torch.zeros(1, 2, 8), 2.5),  # out of range
-        lambda: stereo_imager(torch.zeros(1, 2, 8), -0.1),  # out of range
-        lambda: stereo_imager(torch.zeros(2, 2, 8), torch.ones(3)),  # mismatched batch
+        (lambda: stereo_imager(torch.zeros(2, 16), 1.0), r"x must have shape"),
+        (lambda: stereo_imager(torch.zeros(1, 3, 16), 1.0), r"x must have 2 channel\(s\), got 3"),
+        (lambda: stereo_imager(torch.zeros(1, 1, 16), 1.0), r"x must have 2 channel\(s\), got 1"),
+        (lambda: stereo_imager(torch.zeros(1, 2, 1), 1.0), r"x has 1 samples"),
+        (lambda: stereo_imager(torch.full((1, 2, 8), float("nan")), 1.0), r"x contains non-fin"),
+        (lambda: stereo_imager(torch.zeros(1, 2, 8), 2.5), r"width=2.5 is above its maximum 2"),
+        (lambda: stereo_imager(torch.zeros(1, 2, 8), -0.1), r"width=-0.1 is below its minimum 0"),
+        (
+            lambda: stereo_imager(torch.zeros(2, 2, 8), torch.ones(3)),
+            r"width must be .* batch=2, got shape \(3,\)",
+        ),
     ],
 )
-def test_imager_bad_input_raises(make) -> None:
-    with pytest.raises(ValueError):
+def test_imager_bad_input_names_the_problem(make, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         make()
 
 

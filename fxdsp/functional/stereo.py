@@ -64,6 +64,8 @@ def _law_gains(position: Tensor, law: str) -> tuple[Tensor, Tensor]:
     cp_right = torch.sin(p_right * (math.pi / 2))
     if law == "constant_power":
         return cp_left, cp_right
+    if law != "-4.5dB":
+        raise ValueError(f"unknown pan law {law!r}; expected one of {PAN_LAWS}")
     return (
         _safe_pow(cp_left, _W45) * _safe_pow(p_left, 1.0 - _W45),
         _safe_pow(cp_right, _W45) * _safe_pow(p_right, 1.0 - _W45),
@@ -71,7 +73,7 @@ def _law_gains(position: Tensor, law: str) -> tuple[Tensor, Tensor]:
 
 
 def _law_index(law: str | Tensor, batch: int, device: torch.device) -> str | Tensor:
-    """Validate ``law``: return the name, or a ``(batch,)`` int64 tensor of indices."""
+    """Validate ``law``: return the name, or a ``(batch,)`` integer tensor of indices."""
     if isinstance(law, str):
         if law not in PAN_LAWS:
             raise ValueError(f"unknown pan law {law!r}; expected one of {PAN_LAWS}")
@@ -93,7 +95,7 @@ def _law_index(law: str | Tensor, batch: int, device: torch.device) -> str | Ten
         )
     if idx.device.type == "cpu" and bool(((idx < 0) | (idx >= len(PAN_LAWS))).any()):
         raise ValueError(f"law indices must be in [0, {len(PAN_LAWS) - 1}], got {idx.tolist()}")
-    return idx.to(torch.int64)
+    return idx
 
 
 def pan_gains(position: Tensor, law: str | Tensor = "constant_power") -> tuple[Tensor, Tensor]:
