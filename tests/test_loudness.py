@@ -223,3 +223,127 @@ def test_channel_weights_beyond_stereo_match_pyloudnorm(channels: int) -> None:
     starts = range(0, x.shape[-1] - block + 1, hop)
     power = np.array([g @ np.mean(weighted[:, s : s + block] ** 2, axis=1) for s in starts])
     assert abs(ours - (-0.691 + 10 * np.log10(power.mean()))) < 1e-3
+
+
+# ----------------------------------------------------- gates, block edges and bad input, exactly
+
+
+def _steady_noise(sr: int, seconds: float, seed: int = 11) -> np.ndarray:
+    return 0.1 * np.random.default_rng(seed).standard_normal((2, round(seconds * sr)))
+
+
+def test_exactly_one_block_is_measured_like_pyloudnorm() -> None:
+    """400 ms at 48 kHz (19200 samples): one gating block, the mean of one power."""
+    sr = 48000
+    x = _steady_noise(sr, 0.4)
+    assert x.shape[-1] == 19200
+    ours = float(loudness(torch.tensor(x)[None], sr))
+    weighted = ss.sosfilt(BS1770_48K, x, axis=-1)
+    closed = -0.691 + 10 * math.log10(float(np.mean(weighted**2, axis=-1).sum()))
+    assert abs(ours - closed) < 1e-6
+    reference = pyln.Meter(sr, filter_class="DeMan").integrated_loudness(x.T)
+    assert abs(ours - reference) < 1e-3
+    with pytest.raises(ValueError, match=r"9600 samples at 48000 Hz is 200\.0 ms"):
+        loudness(torch.tensor(x[:, :9600])[None], sr)
+
+
+@pytest.mark.parametrize("offset_lu", [0.5, -0.5])
+def test_absolute_gate_at_minus_70_lufs(offset_lu: float) -> None:
+    """Steady noise half a LU above the absolute gate is measured; half below is silence."""
+    sr = 48000
+    x = _steady_noise(sr, 3.0)
+    level = pyln.Meter(sr, filter_class="DeMan").integrated_loudness(x.T)
+    x = x * 10 ** ((-70.0 + offset_lu - level) / 20)
+    ours = float(loudness(torch.tensor(x)[None], sr))
+    reference = pyln.Meter(sr, filter_class="DeMan").integrated_loudness(x.T)
+    if offset_lu > 0:
+        assert abs(ours - (-70.0 + offset_lu)) < 0.05 and abs(ours - reference) < 1e-3
+    else:
+        assert ours == -math.inf and reference == -math.inf
+        # normalize_loudness leaves an item below the gate untouched (not silent: no gain)
+        y = normalize_loudness(torch.tensor(x)[None], sr, -23.0)
+        assert torch.equal(y, torch.tensor(x)[None])
+
+
+@pytest.mark.parametrize("margin_lu", [0.7, -0.5])
+def test_relative_gate_on_both_sides(margin_lu: float) -> None:
+    """A quiet part just above (+0.7 LU) or just below (−0.5 LU) the −10 LU relative gate.
+
+    The quiet part's level q solves q − gate(q) = margin, with gate(q) = 10·log10(0.4 + 0.6·
+    10^(q/10)) − 10 relative to the loud part (40 % loud, 60 % quiet). Above the gate it counts,
+    below it does not; a gate 1.4 LU higher (+0.691 in place of −0.691) or 1 LU lower would
+    each flip one of the two cases.
+    """
+    import scipy.optimize as so
+
+    def gap(q: float) -> float:
+        return q - (10 * math.log10(0.4 + 0.6 * 10 ** (q / 10)) - 10) - margin_lu
+
+    q = so.brentq(gap, -30.0, -1.0)
+    sr = 48000
+    x = _steady_noise(sr, 10.0, seed=3)
+    x[:, 4 * sr :] *= 10 ** (q / 20)
+    moved = -8.618 if margin_lu > 0 else -11.0  # the gate a wrong constant would give
+    assert abs(_gated_lufs(x, sr, -10.0) - _gated_lufs(x, sr, moved)) > 0.5
+    ours = float(loudness(torch.tensor(x)[None], sr))
+    assert abs(ours - _gated_lufs(x, sr, -10.0)) < 1e-3
+    assert abs(ours - pyln.Meter(sr, filter_class="DeMan").integrated_loudness(x.T)) < 1e-3
+
+
+def test_lowest_sample_rate_is_accepted_and_a_lower_one_is_named() -> None:
+    x = torch.tensor(_steady_noise(8000, 1.0))[None]
+    ours = float(loudness(x, 8000))
+    assert (
+        abs(ours - pyln.Meter(8000, filter_class="DeMan").integrated_loudness(x[0].numpy().T))
+        < 0.01
+    )
+    with pytest.raises(ValueError, match=r"sample_rate=7999 Hz is too low"):
+        loudness(x, 7999)
+
+
+def test_normalize_target_range_is_minus_100_to_plus_10_lufs() -> None:
+    sr = 48000
+    x = torch.tensor(_steady_noise(sr, 1.0))[None] * 0.1
+    for target in (-100.0, 10.0):
+        y = normalize_loudness(x, sr, target)
+        # at -100 LUFS the output is gated as silence; check the applied gain instead
+        gain_db = 20 * math.log10(float(y.abs().max() / x.abs().max()))
+        assert abs(gain_db - (target - float(loudness(x, sr)))) < 1e-6
+    with pytest.raises(ValueError, match=r"target_lufs=-100.5 is below its minimum -100"):
+        normalize_loudness(x, sr, -100.5)
+    with pytest.raises(ValueError, match=r"target_lufs=10.5 is above its maximum 10"):
+        normalize_loudness(x, sr, 10.5)
+
+
+def test_more_than_five_channels_are_refused_by_count() -> None:
+    with pytest.raises(ValueError, match=r"up to 5 channels, got 6"):
+        loudness(torch.randn(1, 6, 48000), 48000)
+
+
+def test_rms_of_a_batch_with_an_overflowing_item_and_silence() -> None:
+    """x² overflows float32 for one item: the exact rescaled path, silence stays finite."""
+    from fxdsp.functional.loudness import rms
+
+    x = torch.zeros(3, 2, 64)
+    x[1] = 1e30 * torch.sign(torch.randn(2, 64, generator=torch.Generator().manual_seed(0)))
+    x[2] = 0.5
+    assert not bool(torch.isfinite(x.square().mean(dim=(-2, -1))).all())
+    r = rms(x)
+    assert bool(torch.isfinite(r).all())
+    assert r[0].item() == pytest.approx(math.sqrt(1e-30), rel=1e-6)
+    assert r[1].item() == pytest.approx(1e30, rel=1e-6)
+    assert r[2].item() == pytest.approx(0.5, rel=1e-6)
+    # Off the CPU (meta stands in for an accelerator) the rescaled path runs without a sync.
+    m = rms(torch.empty(4, 2, 16, device="meta"))
+    assert m.device.type == "meta" and m.shape == (4,)
+
+
+def test_rms_normalize_names_its_arguments_and_takes_one_sample() -> None:
+    y, ref = torch.full((2, 1, 1), 0.5), torch.full((2, 1, 1), 0.25)
+    torch.testing.assert_close(rms_normalize_to(y, ref), torch.full((2, 1, 1), 0.25))
+    with pytest.raises(ValueError, match=r"^y must have shape"):
+        rms_normalize_to(torch.zeros(2, 8), ref)
+    with pytest.raises(ValueError, match=r"^reference must have shape"):
+        rms_normalize_to(y, torch.zeros(2, 8))
+    with pytest.raises(ValueError, match=r"same batch size, got 2 and 3"):
+        rms_normalize_to(y, torch.zeros(3, 2, 8))

@@ -190,9 +190,10 @@ def rms(x: Tensor, eps: float = 1e-30) -> Tensor:
         mean_square = x.square().mean(dim=(-2, -1))
         if bool(torch.isfinite(mean_square).all()):
             return torch.sqrt(mean_square + eps)
+    # Here either an x² overflowed on the CPU (so some peak is >= 2) or x is on another device:
+    # pow2_scale returns scales in both cases.
     scales = pow2_scale(x)
-    if scales is None:
-        return torch.sqrt(x.square().mean(dim=(-2, -1)) + eps)
+    assert scales is not None
     scale, inv = scales[0].reshape(-1), scales[1].reshape(-1)
     scaled = (x * scale[:, None, None]).square().mean(dim=(-2, -1))
     return torch.sqrt(scaled + eps * scale.square()) * inv
