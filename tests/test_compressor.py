@@ -427,19 +427,31 @@ def test_bad_inputs_raise() -> None:
     x_nan[1, 0, 17] = float("nan")
     with pytest.raises(ValueError, match="non-finite"):
         compressor(x_nan, 8000.0, **ok)
-    for name, bad in [
-        ("ratio", 0.5),
-        ("ratio", torch.tensor([4.0, 0.9])),
-        ("attack_ms", 0.0),
-        ("attack_ms", -1.0),
-        ("release_ms", 0.0),
-        ("release_ms", torch.tensor([50.0, -3.0])),
-        ("knee_db", -1.0),
-        ("makeup_db", float("inf")),
+    for name, bad, message in [
+        ("ratio", 0.5, r"^ratio=0.5 is below its minimum 1"),
+        ("ratio", torch.tensor([4.0, 0.9]), r"^ratio=0.9 is below its minimum 1"),
+        ("attack_ms", 0.0, r"^attack_ms must be > 0 ms, got 0"),
+        ("attack_ms", -1.0, r"^attack_ms must be > 0 ms, got -1"),
+        ("release_ms", 0.0, r"^release_ms must be > 0 ms, got 0"),
+        ("release_ms", torch.tensor([50.0, -3.0]), r"^release_ms must be > 0 ms, got -3"),
+        ("knee_db", -1.0, r"^knee_db=-1 is below its minimum 0"),
+        ("threshold_db", float("nan"), r"^threshold_db must be finite"),
+        ("makeup_db", float("inf"), r"^makeup_db must be finite"),
+        ("makeup_db", -121.0, r"^makeup_db=-121 is below its minimum -120"),
+        ("makeup_db", 121.0, r"^makeup_db=121 is above its maximum 120"),
     ]:
         kwargs = {**ok, "knee_db": 0.0, "makeup_db": 0.0, name: bad}
-        with pytest.raises(ValueError, match=name):
+        with pytest.raises(ValueError, match=message):
             compressor(x, 8000.0, **kwargs)
+
+
+def test_defaults_are_a_hard_knee_and_no_makeup() -> None:
+    x = torch.from_numpy(music_like(2, 4000, 8000.0, seed=2))
+    ok = {"threshold_db": -30.0, "ratio": 4.0, "attack_ms": 2.0, "release_ms": 50.0}
+    explicit = compressor(x, 8000.0, **ok, knee_db=0.0, makeup_db=0.0)
+    assert torch.equal(compressor(x, 8000.0, **ok), explicit)
+    # and the knee matters on this signal, so the comparison can fail
+    assert not torch.allclose(compressor(x, 8000.0, **ok, knee_db=6.0), explicit)
 
 
 _FORK_RUN = """

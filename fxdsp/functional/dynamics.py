@@ -26,7 +26,7 @@ _DB_TO_NEPER = math.log(10.0) / 20.0  # 10^(v/20) = exp(v * ln(10)/20)
 
 def _time_param(value: ParamLike, x: Tensor, name: str) -> Tensor:
     """A strictly positive time in ms as a ``(batch,)`` float64 tensor (keeps autograd)."""
-    t = as_param(value, x, name, low=0.0, dtype=torch.float64)
+    t = as_param(value, x, name, dtype=torch.float64)
     if t.device.type == "cpu" and bool((t.detach() <= 0).any()):
         raise ValueError(f"{name} must be > 0 ms, got {float(t.detach().min()):g}")
     return t
@@ -122,4 +122,4 @@ def compressor(
     gain_db = smooth_gain(static_gain, alpha_attack, alpha_release)
     gain = torch.add(makeup * _DB_TO_NEPER, gain_db, alpha=_DB_TO_NEPER).exp_()
     y = work * gain.unsqueeze(1)
-    return y if y.dtype == x.dtype else y.to(x.dtype)
+    return y.to(x.dtype)  # no copy when the dtypes agree
