@@ -236,12 +236,15 @@ def test_bad_input_raises() -> None:
         parametric_eq(torch.randn(2, 2, 1), SR, g, f, q)
     with pytest.raises(ValueError, match="sample_rate"):
         parametric_eq(x, 0, g, f, q)
-    with pytest.raises(ValueError, match="freq_hz"):
+    with pytest.raises(ValueError, match=r"^freq_hz must lie in \(0, 22050\) Hz"):
         parametric_eq(x, SR, g, [100.0, 500, 2000, 5000, 30000], q)
-    with pytest.raises(ValueError, match="q"):
+    with pytest.raises(ValueError, match=r"^q must be > 0, got \[0\.0, "):
         parametric_eq(x, SR, g, f, [0.7, 0, 0.7, 0.7, 0.7])
-    with pytest.raises(ValueError, match="gain_db"):
-        parametric_eq(x, SR, torch.zeros(3, 5), f, q)
+    for name, position in (("gain_db", 2), ("freq_hz", 3), ("q", 4)):
+        args = [g, f, q]
+        args[position - 2] = torch.ones(3, 5)
+        with pytest.raises(ValueError, match=rf"^{name} must be \(batch, bands\)=\(2, 5\)"):
+            parametric_eq(x, SR, *args)
     with pytest.raises(ValueError, match="band type"):
         parametric_eq(x, SR, g, f, q, band_types=("peak", "peak", "peak", "peak", "bogus"))
     bad = x.clone()
@@ -330,3 +333,97 @@ def test_rbj_biquad_response_at_every_frequency_is_the_bilinear_analog_prototype
     y = biquad(x, sr, kind, gain_db, freq_hz, q)
     ref = ss.lfilter(b.numpy(), a.numpy(), x[0].numpy(), axis=-1)
     np.testing.assert_allclose(y[0].numpy(), ref, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------- the checks of the design and of sosfilt, exactly
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kind": "bogus"}, r"^unknown biquad kind 'bogus'; expected one of \('peak', "),
+        ({"freq_hz": 0.0}, r"^freq_hz must lie in \(0, 24000\) Hz for sample_rate=48000, got \[0"),
+        ({"freq_hz": -1.0}, r"^freq_hz must lie in \(0, 24000\) Hz .*got \[-1\.0\]$"),
+        ({"freq_hz": 24000.0}, r"^freq_hz must lie in \(0, 24000\) Hz .*got \[24000\.0\]$"),
+        ({"q": 0.0}, r"^q must be > 0, got \[0\.0\]$"),
+        ({"q": -1.0}, r"^q must be > 0, got \[-1\.0\]$"),
+        ({"gain_db": float("nan")}, r"^gain_db must be finite, got \[nan\]$"),
+        ({"freq_hz": float("inf")}, r"^freq_hz must be finite, got \[inf\]$"),
+        ({"q": float("nan")}, r"^q must be finite, got \[nan\]$"),
+        # at most eight values are shown
+        ({"q": -torch.arange(1.0, 10.0)}, r"^q must be > 0, got \[(-\d\.0, ){7}-8\.0\]$"),
+        (
+            {"freq_hz": torch.full((9,), 1e6)},
+            r"^freq_hz must lie in .*got \[(1000000\.0, ){7}1000000\.0\]$",
+        ),
+        (
+            {"gain_db": torch.full((9,), math.inf)},
+            r"^gain_db must be finite, got \[(inf, ){7}inf\]$",
+        ),
+    ],
+)
+def test_rbj_biquad_names_each_bad_parameter(kwargs: dict, message: str) -> None:
+    args = {"kind": "peak", "gain_db": 0.0, "freq_hz": 1000.0, "q": 0.7, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        rbj_biquad(args["kind"], args["gain_db"], args["freq_hz"], args["q"], 48000)
+
+
+def test_rbj_biquad_frequency_range_is_open_and_reaches_its_ends() -> None:
+    for f in (0.5, 23999.0):  # just inside (0, fs/2): accepted
+        b, a = rbj_biquad("lowpass", 0.0, f, 0.7, 48000)
+        # the cookbook's lowpass in plain float64 arithmetic
+        w0 = 2 * math.pi * f / 48000
+        alpha, c = math.sin(w0) / (2 * 0.7), math.cos(w0)
+        ref_b = np.array([(1 - c) / 2, 1 - c, (1 - c) / 2]) / (1 + alpha)
+        ref_a = np.array([1 + alpha, -2 * c, 1 - alpha]) / (1 + alpha)
+        np.testing.assert_allclose(b.numpy(), ref_b, rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose(a.numpy(), ref_a, rtol=1e-9, atol=1e-15)
+
+
+def test_rbj_biquad_designs_in_float64_on_the_parameters_device() -> None:
+    # float32 tensors are designed in float64 (the documented return dtype)
+    b, a = rbj_biquad("peak", torch.tensor([3.0]), torch.tensor([1000.0]), 0.7, 48000)
+    assert b.dtype == a.dtype == torch.float64
+    # a number beside a tensor is made on the tensor's device (meta stands in for a GPU)
+    for position in range(3):
+        params = [2.0, 1000.0, 0.7]
+        params[position] = torch.tensor([params[position]], device="meta")
+        b, a = rbj_biquad("peak", *params, 48000)
+        assert b.device.type == a.device.type == "meta" and b.shape == (1, 3)
+
+
+def test_biquad_takes_one_parameter_per_item() -> None:
+    x = torch.randn(3, 2, 400, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    gain, freq, q = torch.tensor([6.0, -3.0, 0.0]), torch.tensor([200.0, 1000.0, 5000.0]), 0.9
+    y = biquad(x, SR, "peak", gain, freq, torch.full((3,), q, dtype=torch.float64))
+    for i in range(3):
+        one = biquad(x[i : i + 1], SR, "peak", float(gain[i]), float(freq[i]), q)
+        torch.testing.assert_close(y[i : i + 1], one, rtol=1e-12, atol=1e-12)
+
+
+def test_band_types_must_name_a_band() -> None:
+    with pytest.raises(ValueError, match=r"^band_types must name at least one band$"):
+        parametric_eq(torch.randn(1, 2, 64), SR, [], [], [], band_types=())
+
+
+@pytest.mark.parametrize(
+    ("sos", "message"),
+    [
+        (
+            [[1.0, 0, 0, 1, 0, 0]],
+            r"^sos must be a \(batch, sections, 6\) or \(sections, 6\) "
+            r"tensor, got list$",
+        ),
+        (torch.zeros(2, 5), r"tensor, got \(2, 5\)$"),
+        (torch.zeros(6), r"tensor, got \(6,\)$"),
+        (torch.zeros(1, 1, 1, 6), r"tensor, got \(1, 1, 1, 6\)$"),
+        (torch.zeros(1, 6, device="meta"), r"^sos is on meta but the audio is on cpu$"),
+        (torch.tensor([[1.0, 0, 0, 0, 0, 0]]), r"^sos must be finite with a0 != 0 in every sect"),
+        (torch.tensor([[1.0, 0, 0, 1, math.nan, 0]]), r"^sos must be finite with a0 != 0"),
+    ],
+)
+def test_functional_sosfilt_names_a_bad_cascade(sos, message: str) -> None:
+    from fxdsp.functional.filters import sosfilt as checked
+
+    with pytest.raises(ValueError, match=message):
+        checked(torch.randn(1, 2, 16), sos)
