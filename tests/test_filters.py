@@ -427,3 +427,19 @@ def test_functional_sosfilt_names_a_bad_cascade(sos, message: str) -> None:
 
     with pytest.raises(ValueError, match=message):
         checked(torch.randn(1, 2, 16), sos)
+
+
+def test_float32_audio_is_equalised_with_the_float64_parameters_given() -> None:
+    """Parameters are never rounded to the audio's dtype: float32 audio gives the float64
+    computation rounded once (a float32 rounding of the parameters moves the output by an ulp)."""
+    x = torch.randn(2, 2, 44100, generator=torch.Generator().manual_seed(0))
+    f64 = torch.float64
+    g = torch.tensor([[3.3333333333, -2.123456789, 1.1, 0.7777777, -4.99999]] * 2, dtype=f64)
+    f = torch.tensor([[101.234567, 523.456789, 1234.56789, 3456.789012, 7890.12345]] * 2, dtype=f64)
+    q = torch.tensor(
+        [[0.7071067811865476, 1.234567, 2.345678, 0.9876543, 0.70710678]] * 2, dtype=f64
+    )
+    want = parametric_eq(x.double(), SR, g, f, q).float()
+    assert torch.equal(parametric_eq(x, SR, g, f, q), want)
+    assert torch.equal(parametric_eq(x, SR, g[0].tolist(), f[0].tolist(), q[0].tolist()), want)
+    assert not torch.equal(parametric_eq(x, SR, g.float(), f.float(), q.float()), want)
