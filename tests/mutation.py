@@ -67,15 +67,39 @@ def result_path(module: str) -> Path:
     return OUT / "results" / (module.replace("/", "_").removesuffix(".py") + ".json")
 
 
-def run_module(module: str, tests: list[str], mutmut: str) -> dict:
-    work = OUT / "work" / module.replace("/", "_").removesuffix(".py")
-    shutil.rmtree(work, ignore_errors=True)
+def work_dir(module: str) -> Path:
+    return OUT / "work" / module.replace("/", "_").removesuffix(".py")
+
+
+def copy_tracked(work: Path) -> None:
     tracked = subprocess.run(
         ["git", "ls-files", "-z", *PACKAGES], cwd=ROOT, capture_output=True, check=True
     ).stdout.decode()
     for name in [*filter(None, tracked.split("\0")), "pyproject.toml"]:
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, work / name)
+        mutated_copy = work / "mutants" / name
+        if name.startswith("tests/") and mutated_copy.parent.exists():
+            shutil.copy2(ROOT / name, mutated_copy)  # mutmut runs the tests from mutants/
+
+
+def can_recheck(module: str) -> bool:
+    """A kept result whose work copy of the module is the current source (same mutants)."""
+    copy = work_dir(module) / module
+    return (
+        result_path(module).exists()
+        and (work_dir(module) / "mutants").exists()
+        and copy.exists()
+        and copy.read_bytes() == (ROOT / module).read_bytes()
+    )
+
+
+def run_module(module: str, tests: list[str], mutmut: str, only: list[str] | None = None) -> dict:
+    """Mutate ``module`` (all mutants, or only the names in ``only`` in the kept work copy)."""
+    work = work_dir(module)
+    if only is None:
+        shutil.rmtree(work, ignore_errors=True)
+    copy_tracked(work)
     selection = "\n    ".join(tests)
     also_copy = "\n    ".join(PACKAGES)
     (work / "setup.cfg").write_text(
@@ -96,7 +120,7 @@ def run_module(module: str, tests: list[str], mutmut: str) -> dict:
     start = time.monotonic()
     with open(work / "mutmut.log", "w") as log:
         subprocess.run(
-            [mutmut, "run", "--max-children", str(os.cpu_count() or 1)],
+            [mutmut, "run", "--max-children", str(os.cpu_count() or 1), *(only or [])],
             cwd=work,
             stdout=log,
             stderr=log,
@@ -230,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="rebuild REPORT.md from the kept results"
     )
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="rerun only the mutants not detected last time, against the current tests, where "
+        "the module's source is unchanged since its kept run (otherwise all its mutants)",
+    )
     args = parser.parse_args(argv)
     table = module_table()
     modules = args.modules or list(table)
@@ -240,7 +270,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         mutmut = str(Path(sys.executable).with_name("mutmut"))
         for module in modules:
-            result = run_module(module, table[module], mutmut)
+            if args.recheck and can_recheck(module):
+                kept = json.loads(result_path(module).read_text())
+                names = [
+                    m["name"]
+                    for m in kept["mutants"]
+                    if m["status"] not in ("killed", "timeout", "skipped")
+                ]
+                result = kept
+                if names:
+                    fresh = run_module(module, table[module], mutmut, only=names)
+                    by_name = {m["name"]: m for m in fresh["mutants"]}
+                    result["mutants"] = [by_name.get(m["name"], m) for m in kept["mutants"]]
+                    result["date"] = fresh["date"]
+                    result["wall_s"] = round(kept["wall_s"] + fresh["wall_s"], 1)
+            else:
+                result = run_module(module, table[module], mutmut)
             path = result_path(module)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(result, indent=1) + "\n")
