@@ -647,3 +647,39 @@ def test_repr_names_steps_stems_and_taps(wide_stats: FxNormStats) -> None:
     text = repr(FxNormalizer(wide_stats, steps=("eq", "loudness"), eq_taps=1023))
     assert "steps=('eq', 'loudness')" in text
     assert f"stems={tuple(wide_stats.stems)}" in text and "eq_taps=1023" in text
+
+
+@pytest.mark.parametrize("spike", [3.0, 30.0])
+def test_dynamics_step_is_the_documented_grid_search(wide_stats: FxNormStats, spike: float) -> None:
+    """The dynamics step, recomputed by brute force from its description: the item is peak-
+    normalised to -10 dBFS, compressed at thresholds -10 ... -40 dB (every 5 dB) with the stem's
+    ratio, attack and release, then (only if no setting lands inside mean ± std) at ratio 20;
+    the setting whose onset-peak statistic lands inside the interval closest to the mean wins
+    (else the one closest to the interval); the output is scaled back."""
+    from fxdsp.functional.dynamics import compressor as comp
+
+    inside = stem_signal("drums", 0)
+    spiky = inside.copy()
+    spiky[:, spiky.shape[1] // 3 : spiky.shape[1] // 3 + 2000] *= spike
+    x = torch.from_numpy(spiky)[None]
+    st = wide_stats.stems["drums"]
+    mean, std = st.onset_peak_mean_db, st.onset_peak_std_db
+    s = 10 ** (-10 / 20) / float(x.abs().max())
+    best, rounds = None, 0
+    for ratio in (st.ratio, max(20.0, st.ratio)):
+        rounds += 1
+        for thr in (-10.0, -15.0, -20.0, -25.0, -30.0, -35.0, -40.0):
+            y = comp(x * s, SR, thr, ratio, st.attack_ms, st.release_ms) / s
+            stat = float(onset_peak_db(y, SR))
+            if mean - std <= stat <= mean + std:
+                cost = abs(stat - mean)
+            else:
+                cost = 1e3 + max(mean - std - stat, 0.0) + max(stat - mean - std, 0.0)
+            if best is None or cost < best[0]:
+                best = (cost, y)
+        if best[0] < 1e3:
+            break
+    # the 3x hit is brought inside at the stem's ratio; the 30x one needs ratio 20 (and stays out)
+    assert (rounds, best[0] < 1e3) == ((1, True) if spike == 3.0 else (2, False))
+    got = FxNormalizer(wide_stats, steps=("dynamics",))(x, "drums")
+    torch.testing.assert_close(got, best[1], rtol=1e-6, atol=1e-9)
