@@ -43,18 +43,34 @@ def module_table() -> dict[str, list[str]]:
     return pyproject["tool"]["mixfx"]["mutation"]
 
 
-def load_equivalent() -> dict[str, dict[str, str]]:
-    """Mutant name -> {"mutated": the mutated line, "reason": why it cannot change behaviour}."""
+def load_equivalent() -> list[dict[str, str]]:
+    """Entries ``{module, original, mutated, reason}``: a surviving mutant of ``module`` whose
+    diff turns the line ``original`` into ``mutated`` (stripped, exactly) cannot change
+    behaviour, for ``reason``. Keyed by the lines rather than mutmut's numbering, which shifts
+    when a function changes."""
     if not EQUIVALENT_FILE.exists():
-        return {}
+        return []
     entries = tomllib.loads(EQUIVALENT_FILE.read_text()).get("equivalent", [])
-    table = {}
     for entry in entries:
-        missing = {"mutant", "mutated", "reason"} - set(entry)
+        missing = {"module", "original", "mutated", "reason"} - set(entry)
         if missing:
             raise SystemExit(f"{EQUIVALENT_FILE}: an entry lacks {sorted(missing)}: {entry}")
-        table[entry["mutant"]] = {"mutated": entry["mutated"], "reason": entry["reason"]}
-    return table
+    return entries
+
+
+def equivalent_reason(module: str, mutant: dict, equivalent: list[dict[str, str]]) -> str | None:
+    if mutant["status"] != "survived":
+        return None
+    removed = [line[1:].strip() for line in mutant.get("diff", "").splitlines() if line[:1] == "-"]
+    original = mutant.get("original", removed[0] if removed else "")
+    for entry in equivalent:
+        if (
+            entry["module"] == module
+            and entry["original"] == original
+            and entry["mutated"] == mutant.get("mutated")
+        ):
+            return entry["reason"]
+    return None
 
 
 def status_of(exit_code: int | None) -> str:
@@ -150,6 +166,7 @@ def run_module(module: str, tests: list[str], mutmut: str, only: list[str] | Non
                 (i + 1 for i, text in enumerate(source) if removed and text.strip() == removed[0]),
                 None,
             )
+            entry["original"] = removed[0] if removed else ""
             entry["mutated"] = added[0] if added else ""
             entry["diff"] = "\n".join(body)
         mutants.append(entry)
@@ -166,13 +183,12 @@ def run_module(module: str, tests: list[str], mutmut: str, only: list[str] | Non
     }
 
 
-def summarize(result: dict, equivalent: dict[str, dict[str, str]]) -> dict:
+def summarize(result: dict, equivalent: list[dict[str, str]]) -> dict:
     counts: dict[str, int] = {}
     listed = 0
     for mutant in result["mutants"]:
         counts[mutant["status"]] = counts.get(mutant["status"], 0) + 1
-        known = equivalent.get(mutant["name"])
-        if mutant["status"] == "survived" and known and known["mutated"] == mutant["mutated"]:
+        if equivalent_reason(result["module"], mutant, equivalent):
             listed += 1
     detected = counts.get("killed", 0) + counts.get("timeout", 0)
     checked = len(result["mutants"]) - counts.get("skipped", 0) - counts.get("not checked", 0)
@@ -186,7 +202,7 @@ def summarize(result: dict, equivalent: dict[str, dict[str, str]]) -> dict:
     }
 
 
-def write_report(equivalent: dict[str, dict[str, str]]) -> Path:
+def write_report(equivalent: list[dict[str, str]]) -> Path:
     results = [json.loads(p.read_text()) for p in sorted((OUT / "results").glob("*.json"))]
     order = list(module_table())
     results.sort(key=lambda r: order.index(r["module"]) if r["module"] in order else len(order))
@@ -226,10 +242,8 @@ def write_report(equivalent: dict[str, dict[str, str]]) -> Path:
         for mutant in result["mutants"]:
             if mutant["status"] in ("killed", "timeout", "skipped", "not checked"):
                 continue
-            known = equivalent.get(mutant["name"])
-            tag = mutant["status"]
-            if known and known["mutated"] == mutant["mutated"]:
-                tag = f"equivalent: {known['reason']}"
+            reason = equivalent_reason(result["module"], mutant, equivalent)
+            tag = f"equivalent: {reason}" if reason else mutant["status"]
             lines += [
                 f"### {result['module']}:{mutant.get('line') or '?'} `{mutant['name']}`",
                 "",
