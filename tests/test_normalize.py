@@ -683,3 +683,56 @@ def test_dynamics_step_is_the_documented_grid_search(wide_stats: FxNormStats, sp
     assert (rounds, best[0] < 1e3) == ((1, True) if spike == 3.0 else (2, False))
     got = FxNormalizer(wide_stats, steps=("dynamics",))(x, "drums")
     torch.testing.assert_close(got, best[1], rtol=1e-6, atol=1e-9)
+
+
+def _np_stereo_step(x: np.ndarray, target: float, widen_above: float, sr: float) -> np.ndarray:
+    """The stereo step as documented, in plain float64 NumPy (one item)."""
+    eps, haas_gain = 1e-12, 0.5
+    left, right = x[0], x[1]
+    e_lr = float(np.sum(left**2) + np.sum(right**2))
+    frac0 = float(np.sum(((left + right) / 2) ** 2)) / (e_lr / 2 + eps)
+    if frac0 < 1.0 - widen_above and e_lr > 0:
+        right = -right  # out of phase: flip the right channel first
+    mid, side = (left + right) / 2, (left - right) / 2
+    e_total = float(np.sum(mid**2) + np.sum(side**2))
+    e_mid = float(np.sum(mid**2))
+
+    def decorrelate(s: np.ndarray) -> np.ndarray:
+        return s - float(np.dot(mid, s)) / (e_mid + eps) * mid
+
+    side = decorrelate(side)
+    if e_mid / (e_mid + float(np.sum(side**2)) + eps) > widen_above:
+        delay = round(12e-3 * sr)  # a 12 ms Haas copy of the mid, half level
+        delayed = np.concatenate([np.zeros(delay), mid[:-delay]])
+        side = decorrelate(side + haas_gain * delayed)
+    a = math.sqrt(target * e_total / (e_mid + eps))
+    b = math.sqrt((1.0 - target) * e_total / (float(np.sum(side**2)) + eps))
+    return np.stack([a * mid + b * side, a * mid - b * side])
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["flip_just_below", "no_flip_just_above", "widen_just_above", "keep_just_below", "plain"],
+)
+def test_stereo_step_against_a_float64_reference(wide_stats: FxNormStats, case: str) -> None:
+    """Items whose mid fraction sits 20 % inside or outside the flip threshold (1 − 0.975) and
+    just above or below the widening threshold (0.975), against the documented algorithm."""
+    from fxdsp.normalize import WIDEN_ABOVE
+
+    rng = np.random.default_rng(7)
+    a, b = music(SR, 1.0, seed=3)[0], music(SR, 1.0, seed=4)[0]
+    b = b - np.dot(a, b) / np.dot(a, a) * a  # uncorrelated with a: fractions exact
+    threshold = WIDEN_ABOVE["vocals"]
+    frac = {
+        "flip_just_below": 0.8 * (1 - threshold),
+        "no_flip_just_above": 1.25 * (1 - threshold),
+        "widen_just_above": threshold + 0.2 * (1 - threshold),
+        "keep_just_below": threshold - 0.2 * (1 - threshold),
+        "plain": 0.7,
+    }[case]
+    mid = math.sqrt(frac) * a / np.linalg.norm(a)
+    side = math.sqrt(1 - frac) * b / np.linalg.norm(b)
+    x = np.stack([mid + side, mid - side]) * rng.uniform(0.5, 2.0)
+    want = _np_stereo_step(x, wide_stats.stems["vocals"].mid_fraction, threshold, SR)
+    got = FxNormalizer(wide_stats, steps=("stereo",))(torch.from_numpy(x)[None], "vocals")[0]
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-12)
