@@ -649,7 +649,7 @@ def test_repr_names_steps_stems_and_taps(wide_stats: FxNormStats) -> None:
     assert f"stems={tuple(wide_stats.stems)}" in text and "eq_taps=1023" in text
 
 
-@pytest.mark.parametrize("spike", [3.0, 30.0])
+@pytest.mark.parametrize("spike", [3.0, 4.0, 30.0])
 def test_dynamics_step_is_the_documented_grid_search(wide_stats: FxNormStats, spike: float) -> None:
     """The dynamics step, recomputed by brute force from its description: the item is peak-
     normalised to -10 dBFS, compressed at thresholds -10 ... -40 dB (every 5 dB) with the stem's
@@ -679,7 +679,8 @@ def test_dynamics_step_is_the_documented_grid_search(wide_stats: FxNormStats, sp
                 best = (cost, y)
         if best[0] < 1e3:
             break
-    # the 3x hit is brought inside at the stem's ratio; the 30x one needs ratio 20 (and stays out)
+    # the 3x hit is brought inside at the stem's ratio; the 4x and 30x ones need ratio 20 and
+    # stay out (4x: 0.34 dB short at the stem's ratio, 0.03 dB at ratio 20)
     assert (rounds, best[0] < 1e3) == ((1, True) if spike == 3.0 else (2, False))
     got = FxNormalizer(wide_stats, steps=("dynamics",))(x, "drums")
     torch.testing.assert_close(got, best[1], rtol=1e-6, atol=1e-9)
@@ -732,7 +733,7 @@ def test_stereo_step_against_a_float64_reference(wide_stats: FxNormStats, case: 
     }[case]
     mid = math.sqrt(frac) * a / np.linalg.norm(a)
     side = math.sqrt(1 - frac) * b / np.linalg.norm(b)
-    x = np.stack([mid + side, mid - side]) * rng.uniform(0.5, 2.0)
+    x = np.stack([mid + side, mid - side]) * rng.uniform(0.2, 0.5)  # energy below 1
     want = _np_stereo_step(x, wide_stats.stems["vocals"].mid_fraction, threshold, SR)
     got = FxNormalizer(wide_stats, steps=("stereo",))(torch.from_numpy(x)[None], "vocals")[0]
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-12)
