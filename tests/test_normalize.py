@@ -737,3 +737,20 @@ def test_stereo_step_against_a_float64_reference(wide_stats: FxNormStats, case: 
     want = _np_stereo_step(x, wide_stats.stems["vocals"].mid_fraction, threshold, SR)
     got = FxNormalizer(wide_stats, steps=("stereo",))(torch.from_numpy(x)[None], "vocals")[0]
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-12)
+
+
+def test_stereo_step_keeps_a_click_shorter_than_the_haas_delay_finite(
+    wide_stats: FxNormStats,
+) -> None:
+    """A mono click in the last 5 ms: its 12 ms Haas copy falls outside the clip, so the side
+    stays empty (zero energy) and the side gain must not turn 0 · ∞ into NaN."""
+    x = torch.zeros(1, 2, SR // 2, dtype=torch.float64)
+    x[0, :, -200:] = 0.3 * torch.hann_window(200, dtype=torch.float64)
+    y = FxNormalizer(wide_stats, steps=("stereo",))(x, "vocals")
+    assert bool(torch.isfinite(y).all())
+    np.testing.assert_allclose(
+        y[0].numpy(),
+        _np_stereo_step(x[0].numpy(), wide_stats.stems["vocals"].mid_fraction, 0.975, SR),
+        rtol=1e-9,
+        atol=1e-12,
+    )
