@@ -347,3 +347,13 @@ def test_rms_normalize_names_its_arguments_and_takes_one_sample() -> None:
         rms_normalize_to(y, torch.zeros(2, 8))
     with pytest.raises(ValueError, match=r"same batch size, got 2 and 3"):
         rms_normalize_to(y, torch.zeros(3, 2, 8))
+
+
+@pytest.mark.parametrize("level", [0.1, 3e5])
+def test_float32_loudness_is_the_float64_measure_rounded_once(level: float) -> None:
+    """float32 audio is K-weighted and gated in float64 (and a loud item's power-of-two scale
+    added back in float64): the result is the float64 measure of the same samples, rounded once
+    to float32. Block powers summed in float32 would move it by ~1e-5 LU (several ulps)."""
+    x = (level * torch.randn(3, 2, 48000 * 3, generator=torch.Generator().manual_seed(2))).float()
+    want = loudness(x.double(), 48000).float()
+    assert torch.equal(loudness(x, 48000), want)
