@@ -83,6 +83,10 @@ def result_path(module: str) -> Path:
     return OUT / "results" / (module.replace("/", "_").removesuffix(".py") + ".json")
 
 
+def mutmut_path() -> str:
+    return str(Path(sys.executable).with_name("mutmut"))
+
+
 def work_dir(module: str) -> Path:
     return OUT / "work" / module.replace("/", "_").removesuffix(".py")
 
@@ -142,7 +146,13 @@ def run_module(module: str, tests: list[str], mutmut: str, only: list[str] | Non
             stderr=log,
             env=env,
         )
-    wall = time.monotonic() - start
+    return collect(module, tests, mutmut, time.monotonic() - start, "NUMBA_DISABLE_JIT" not in env)
+
+
+def collect(module: str, tests: list[str], mutmut: str, wall: float, jit: bool) -> dict:
+    """The result of the work copy's mutmut run (a run cut short keeps its unchecked mutants
+    as "not checked", which --recheck runs)."""
+    work = work_dir(module)
     meta_file = work / "mutants" / f"{module}.meta"
     if not meta_file.exists():
         raise SystemExit(f"mutmut produced no results for {module}; see {work / 'mutmut.log'}")
@@ -151,7 +161,7 @@ def run_module(module: str, tests: list[str], mutmut: str, only: list[str] | Non
     mutants = []
     for name, code in sorted(codes.items()):
         entry = {"name": name, "status": status_of(code)}
-        if entry["status"] not in ("killed", "timeout", "skipped"):
+        if entry["status"] not in ("killed", "timeout", "skipped", "not checked"):
             diff = subprocess.run(
                 [mutmut, "show", name], cwd=work, capture_output=True, text=True
             ).stdout
@@ -178,7 +188,7 @@ def run_module(module: str, tests: list[str], mutmut: str, only: list[str] | Non
         "mutmut": mutmut_version,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "wall_s": round(wall, 1),
-        "numba_jit": "NUMBA_DISABLE_JIT" not in env,
+        "numba_jit": jit,
         "mutants": mutants,
     }
 
@@ -269,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         "--report-only", action="store_true", help="rebuild REPORT.md from the kept results"
     )
     parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="keep the results of the modules' work copies as they stand (e.g. a run cut short)",
+    )
+    parser.add_argument(
         "--recheck",
         action="store_true",
         help="rerun only the mutants not detected last time, against the current tests, where "
@@ -281,8 +296,16 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"no [tool.mixfx.mutation] entry for {unknown}; known: {list(table)}")
     equivalent = load_equivalent()
-    if not args.report_only:
-        mutmut = str(Path(sys.executable).with_name("mutmut"))
+    if args.collect:
+        for module in modules:
+            if (work_dir(module) / "mutants" / f"{module}.meta").exists():
+                result = collect(module, table[module], mutmut_path(), 0.0, True)
+                if result_path(module).exists():  # keep the wall time of the kept run
+                    result["wall_s"] = json.loads(result_path(module).read_text())["wall_s"]
+                result_path(module).parent.mkdir(parents=True, exist_ok=True)
+                result_path(module).write_text(json.dumps(result, indent=1) + "\n")
+    elif not args.report_only:
+        mutmut = mutmut_path()
         for module in modules:
             if args.recheck and can_recheck(module):
                 kept = json.loads(result_path(module).read_text())
