@@ -754,3 +754,81 @@ def test_stereo_step_keeps_a_click_shorter_than_the_haas_delay_finite(
         rtol=1e-9,
         atol=1e-12,
     )
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda st: FxNormalizer(3), r"^stats must be FxNormStats, got int$"),
+        (
+            lambda st: FxNormalizer(st, steps="eq"),
+            r"^steps must be a sequence of step names, not one string$",
+        ),
+        (lambda st: FxNormalizer(st, eq_taps=2), r"^eq_taps must be an odd int >= 3, got 2$"),
+        (lambda st: FxNormalizer(st, eq_taps=3.0), r"^eq_taps must be an odd int >= 3, got 3\.0$"),
+        (
+            lambda st: FxNormalizer(st, eq_taps=4097),
+            r"^eq_taps=4097 exceeds the spectrum grid \(at most n_fft - 1 = 4095\)$",
+        ),
+        (
+            lambda st: FxNormalizer(st)(torch.zeros(2, 2, SR), torch.tensor([[0], [1]])),
+            r"^stems tensor must be \(batch,\)=\(2,\), got shape \(2, 1\)$",
+        ),
+        (
+            lambda st: FxNormalizer(st)(torch.zeros(2, 2, SR), torch.tensor([0, 4])),
+            r"^stem indices must be in \[0, 3\] \(into \('drums', 'bass', 'other', 'vocals'\)\)$",
+        ),
+        (
+            lambda st: FxNormalizer(st)(torch.zeros(2, 2, SR), torch.tensor([True, False])),
+            r"^stems tensor must hold integer indices, got dtype torch.bool$",
+        ),
+        (
+            lambda st: FxNormalizer(st)(torch.zeros(2, 2, SR), 3.5),
+            r"^stems must be a stem name, a list of 2 names or a \(2,\) tensor of indices into "
+            r"\('drums', 'bass', 'other', 'vocals'\), got float$",
+        ),
+    ],
+)
+def test_normalizer_errors_name_the_problem_exactly(make, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make(FxNormStats.corpus_default())
+
+
+def test_extreme_eq_taps_and_any_integer_stem_indices(wide_stats: FxNormStats) -> None:
+    x = torch.from_numpy(strongly_varied(1.0))
+    assert FxNormalizer(wide_stats, eq_taps=3).eq_taps == 3  # the shortest accepted FIR
+    assert FxNormalizer(wide_stats, eq_taps=4095).eq_taps == 4095  # n_fft - 1, the longest
+    norm = FxNormalizer(wide_stats)
+    want = norm(x, MIXED)
+    for dtype in (torch.int64, torch.int32, torch.uint8):  # uint8 is an index, not a mask
+        idx = torch.tensor([STEMS.index(s) for s in MIXED], dtype=dtype)
+        assert torch.equal(norm(x, idx), want)
+
+
+def test_log_projection_against_its_definition() -> None:
+    """Hats of width one step on u = log2(f + f0), f0 = 4·bin/(2^oct − 1), centred every step
+    from u(low) to past u(high), on the bins in [low, high] (both ends included), P = B B⁺."""
+    from fxdsp.normalize import _log_projection
+
+    for n_fft, sr, octv, low, high in [
+        (4096, 44100.0, 1 / 3, 30.0, 18000.0),
+        (1024, 48000.0, 0.5, 93.75, 12000.0),
+    ]:
+        bins = n_fft // 2 + 1
+        bin_hz = sr / n_fft
+        f = np.arange(bins) * bin_hz
+        f0 = 4 * bin_hz / (2**octv - 1)
+        u = np.log2(f + f0)
+        lo, hi = math.log2(low + f0), math.log2(high + f0)
+        centres = np.arange(lo, hi + octv, octv)
+        basis = np.clip(1 - np.abs(u[:, None] - centres[None, :]) / octv, 0, None)
+        basis *= ((f >= low) & (f <= high))[:, None]
+        want = basis @ np.linalg.pinv(basis)
+        got = _log_projection(n_fft, sr, octv, low, high)
+        assert got.dtype == torch.float64 and got.shape == (bins, bins)
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-9)
+        # the band's end bins (exactly on low and high in the second case) are inside
+        if low % bin_hz == 0:
+            assert (
+                got[int(low / bin_hz)].abs().sum() > 0 and got[int(high / bin_hz)].abs().sum() > 0
+            )
