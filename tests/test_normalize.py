@@ -627,6 +627,14 @@ def test_eq_realises_the_projected_clamped_curve(
     band = (freqs > 100) & (freqs < 15000)
     err = response_db[band] - curve[band]
     assert np.abs(err).max() < 0.5 and np.sqrt(np.mean(err**2)) < 0.05
+    # and sample by sample: the curve's zero-phase inverse FFT, centred, cut to eq_taps under a
+    # symmetric Hann window (np.hanning, its end zeros dropped), convolved by scipy
+    half = eq_taps // 2
+    impulse = np.fft.irfft(10 ** (curve / 20), n=n_fft)
+    fir = np.concatenate([impulse[n_fft - half :], impulse[: half + 1]])
+    fir = fir * np.hanning(eq_taps + 2)[1:-1]
+    want = ss.fftconvolve(x, fir[None, :])[:, half : half + x.shape[1]]
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-6 * np.abs(want).max())
     if amplitude_db > 12:  # the cut is clamped (and that matters), the boosts are large
         assert raw[band].min() < -13 and raw[band].max() > 8
 
