@@ -317,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = kept
                 if names:
                     fresh = run_module(module, table[module], mutmut, only=names)
-                    by_name = {m["name"]: m for m in fresh["mutants"]}
+                    rerun = set(names)  # the others keep their kept status
+                    by_name = {m["name"]: m for m in fresh["mutants"] if m["name"] in rerun}
                     result["mutants"] = [by_name.get(m["name"], m) for m in kept["mutants"]]
                     result["date"] = fresh["date"]
                     result["wall_s"] = round(kept["wall_s"] + fresh["wall_s"], 1)
