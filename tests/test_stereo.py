@@ -400,3 +400,12 @@ def test_imager_all_side_of_dual_mono_has_finite_gradient(dtype: torch.dtype) ->
     assert torch.equal(y[0], torch.zeros_like(y[0]))
     (y.double() ** 2).sum().backward()
     assert torch.isfinite(x.grad).all() and torch.isfinite(w.grad).all()
+
+
+def test_law_gains_refuses_an_unknown_name_itself() -> None:
+    # The public functions check the name first; the design function guards on its own, so
+    # that no unknown name can fall through to the "-4.5dB" law.
+    from fxdsp.functional.stereo import _law_gains
+
+    with pytest.raises(ValueError, match=r"^unknown pan law 'sine'; expected one of \("):
+        _law_gains(torch.zeros(3), "sine")
