@@ -431,6 +431,8 @@ def test_bad_inputs_raise() -> None:
         ("ratio", 0.5, r"^ratio=0.5 is below its minimum 1"),
         ("ratio", torch.tensor([4.0, 0.9]), r"^ratio=0.9 is below its minimum 1"),
         ("attack_ms", 0.0, r"^attack_ms must be > 0 ms, got 0"),
+        ("attack_ms", float("nan"), r"^attack_ms must be finite"),
+        ("release_ms", torch.ones(3), r"^release_ms must be a number or a \(batch,\) tensor"),
         ("attack_ms", -1.0, r"^attack_ms must be > 0 ms, got -1"),
         ("release_ms", 0.0, r"^release_ms must be > 0 ms, got 0"),
         ("release_ms", torch.tensor([50.0, -3.0]), r"^release_ms must be > 0 ms, got -3"),
