@@ -384,6 +384,9 @@ def test_rbj_biquad_designs_in_float64_on_the_parameters_device() -> None:
     # float32 tensors are designed in float64 (the documented return dtype)
     b, a = rbj_biquad("peak", torch.tensor([3.0]), torch.tensor([1000.0]), 0.7, 48000)
     assert b.dtype == a.dtype == torch.float64
+    t32 = [torch.tensor([v]) for v in (3.0, 1000.0, 0.7)]  # all float32: still float64
+    b, a = rbj_biquad("peak", *t32, 48000)
+    assert b.dtype == a.dtype == torch.float64
     # a number beside a tensor is made on the tensor's device (meta stands in for a GPU)
     for position in range(3):
         params = [2.0, 1000.0, 0.7]
