@@ -431,29 +431,40 @@ def test_reverb_finite_gradients_at_range_edges(dtype, rt60, predelay, damping, 
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"x": torch.zeros(2, 100)},  # wrong ndim
-        {"x": torch.zeros(1, 2, 1)},  # 1-sample audio
-        {"x": torch.zeros(1, 3, 100)},  # 3 channels
-        {"x": torch.full((1, 2, 100), float("nan"))},  # NaN audio
-        {"sample_rate": 0.0},
-        {"sample_rate": -44100.0},
-        {"rt60_s": 0.0},
-        {"rt60_s": 10.5},
-        {"predelay_ms": -1.0},
-        {"predelay_ms": 501.0},
-        {"damping": 1.5},
-        {"mix": -0.1},
-        {"mix": 1.1},
-        {"rt60_s": torch.tensor([0.5, 0.6, 0.7])},  # batch of 2
-        {"mix": torch.ones(2, 2)},
-        {"seed": torch.tensor([1, 2, 3])},
-        {"seed": 1.5},
-        {"ir_length": 0},
+        ({"x": torch.zeros(2, 100)}, r"^x must have shape \(batch, channels, samples\)"),
+        ({"x": torch.zeros(1, 2, 1)}, r"^x has 1 samples; at least 2 are needed"),
+        ({"x": torch.zeros(1, 3, 100)}, r"^x must have 1 or 2 channel\(s\), got 3"),
+        ({"x": torch.full((1, 2, 100), math.nan)}, r"^x contains non-finite values"),
+        ({"sample_rate": 0.0}, r"^sample_rate must be a positive finite number, got 0"),
+        ({"sample_rate": -44100.0}, r"^sample_rate must be a positive finite number"),
+        ({"rt60_s": 0.0}, r"^rt60_s must be > 0 \(range \(0, 10\.0\]\), got \[0\.0, 0\.0\]$"),
+        ({"rt60_s": -1.0}, r"^rt60_s=-1 is below its minimum 0 \(range \[0\.0, 10\.0\]\)$"),
+        ({"rt60_s": 10.5}, r"^rt60_s=10\.5 is above its maximum 10 "),
+        ({"rt60_s": math.nan}, r"^rt60_s must be finite, got \[nan, nan\]$"),
+        (
+            {"predelay_ms": -1.0},
+            r"^predelay_ms=-1 is below its minimum 0 \(range \[0\.0, 500\.0\]\)$",
+        ),
+        ({"predelay_ms": 501.0}, r"^predelay_ms=501 is above its maximum 500 "),
+        ({"predelay_ms": math.nan}, r"^predelay_ms must be finite"),
+        ({"damping": 1.5}, r"^damping=1\.5 is above its maximum 1 \(range \[0\.0, 1\.0\]\)$"),
+        ({"damping": -0.5}, r"^damping=-0\.5 is below its minimum 0 "),
+        ({"damping": math.nan}, r"^damping must be finite"),
+        ({"mix": -0.1}, r"^mix=-0\.1 is below its minimum 0 "),
+        ({"mix": 1.1}, r"^mix=1\.1 is above its maximum 1 "),
+        (
+            {"rt60_s": torch.tensor([0.5, 0.6, 0.7])},
+            r"^rt60_s must be a number or a \(batch,\) tensor with batch=2, got shape \(3,\)$",
+        ),
+        ({"mix": torch.ones(2, 2)}, r"^mix must be a number or a \(batch,\) tensor with batch=2"),
+        ({"seed": torch.tensor([1, 2, 3])}, r"^seed has 3 values but the batch has 2 items$"),
+        ({"seed": 1.5}, r"^seed must be an int or an integer tensor, got float$"),
+        ({"ir_length": 0}, r"^ir_length must be a positive int \(samples\), got 0$"),
     ],
 )
-def test_reverb_bad_input_raises(kwargs) -> None:
+def test_reverb_bad_input_names_the_problem(kwargs, message: str) -> None:
     args = {
         "x": torch.zeros(2, 2, 100),
         "sample_rate": 8000.0,
@@ -465,26 +476,52 @@ def test_reverb_bad_input_raises(kwargs) -> None:
         "ir_length": None,
     }
     args.update(kwargs)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         reverb(**args)
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"sample_rate": float("nan")},
-        {"rt60_s": torch.tensor([0.5, 0.6]), "damping": torch.tensor([0.1, 0.2, 0.3])},
-        {"rt60_s": torch.tensor([0.5, 0.6]), "batch_size": 3},
-        {"length": -5},
-        {"length": 2.5},
-        {"dtype": torch.int32},
+        ({"sample_rate": math.nan}, r"^sample_rate must be a positive finite number, got nan"),
+        (
+            {"rt60_s": torch.tensor([0.5, 0.6]), "damping": torch.tensor([0.1, 0.2, 0.3])},
+            r"^parameters have mismatched batch sizes: \{'rt60_s': 2, 'damping': 3\}$",
+        ),
+        (
+            {"predelay_ms": torch.tensor([1.0, 2.0]), "seed": torch.tensor([1, 2, 3])},
+            r"^parameters have mismatched batch sizes: \{'predelay_ms': 2, 'seed': 3\}$",
+        ),
+        (
+            {"rt60_s": torch.tensor([0.5, 0.6]), "batch_size": 3},
+            r"^parameters have mismatched batch sizes: \{'rt60_s': 2, 'batch_size': 3\}$",
+        ),
+        ({"batch_size": 0}, r"^batch_size must be a positive int, got 0$"),
+        ({"batch_size": True}, r"^batch_size must be a positive int, got True$"),
+        ({"batch_size": 1.0}, r"^batch_size must be a positive int, got 1\.0$"),
+        ({"length": -5}, r"^length must be a positive int \(samples\), got -5$"),
+        ({"length": 2.5}, r"^length must be a positive int \(samples\), got 2\.5$"),
+        ({"dtype": torch.int32}, r"^dtype must be a floating dtype, got torch.int32$"),
+        ({"predelay_ms": 501.0}, r"^predelay_ms=501 is above its maximum 500"),
+        ({"damping": -0.1}, r"^damping=-0\.1 is below its minimum 0"),
     ],
 )
-def test_ir_bad_input_raises(kwargs) -> None:
+def test_ir_bad_input_names_the_problem(kwargs, message: str) -> None:
     args = {"sample_rate": 8000.0, "rt60_s": 0.5, "predelay_ms": 0.0, "damping": 0.0, "seed": 0}
     args.update(kwargs)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         reverb_impulse_response(**args)
+
+
+def test_ir_batch_size_and_dtype_follow_the_parameters() -> None:
+    # batch_size=1 is accepted; a lone batch_size sets the batch
+    assert reverb_impulse_response(8000.0, 0.5, 0.0, 0.0, 0, batch_size=1).shape[0] == 1
+    assert reverb_impulse_response(8000.0, 0.5, 0.0, 0.0, 0, batch_size=3).shape[0] == 3
+    # the first floating tensor parameter sets the dtype; numbers follow it
+    f64 = torch.tensor([0.5, 0.6], dtype=torch.float64)
+    ir = reverb_impulse_response(8000.0, 0.5, f64, torch.tensor([0.1, 0.2]), 0)
+    assert ir.dtype == torch.float64
+    assert reverb_impulse_response(8000.0, 0.5, 0.0, 0.0, 0).dtype == torch.get_default_dtype()
 
 
 @pytest.mark.gpu
