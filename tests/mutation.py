@@ -119,6 +119,10 @@ def run_module(module: str, tests: list[str], mutmut: str, only: list[str] | Non
     work = work_dir(module)
     if only is None:
         shutil.rmtree(work, ignore_errors=True)
+    else:
+        # Tests were edited since: mutmut's map from functions to tests names tests that may no
+        # longer exist (its clean run then fails), so it is rebuilt; the results are kept.
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     copy_tracked(work)
     selection = "\n    ".join(tests)
     also_copy = "\n    ".join(PACKAGES)
