@@ -283,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         "--report-only", action="store_true", help="rebuild REPORT.md from the kept results"
     )
     parser.add_argument(
+        "--survivors-only",
+        action="store_true",
+        help="with --recheck: leave the mutants a cut-short run never checked for later",
+    )
+    parser.add_argument(
         "--collect",
         action="store_true",
         help="keep the results of the modules' work copies as they stand (e.g. a run cut short)",
@@ -313,11 +318,10 @@ def main(argv: list[str] | None = None) -> int:
         for module in modules:
             if args.recheck and can_recheck(module):
                 kept = json.loads(result_path(module).read_text())
-                names = [
-                    m["name"]
-                    for m in kept["mutants"]
-                    if m["status"] not in ("killed", "timeout", "skipped")
-                ]
+                skip = ("killed", "timeout", "skipped")
+                if args.survivors_only:
+                    skip += ("not checked",)
+                names = [m["name"] for m in kept["mutants"] if m["status"] not in skip]
                 result = kept
                 if names:
                     fresh = run_module(module, table[module], mutmut, only=names)
