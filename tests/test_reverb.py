@@ -503,7 +503,12 @@ def test_reverb_bad_input_names_the_problem(kwargs, message: str) -> None:
         ({"length": 2.5}, r"^length must be a positive int \(samples\), got 2\.5$"),
         ({"dtype": torch.int32}, r"^dtype must be a floating dtype, got torch.int32$"),
         ({"predelay_ms": 501.0}, r"^predelay_ms=501 is above its maximum 500"),
+        ({"predelay_ms": -1.0}, r"^predelay_ms=-1 is below its minimum 0 "),
         ({"damping": -0.1}, r"^damping=-0\.1 is below its minimum 0"),
+        ({"damping": 1.5}, r"^damping=1\.5 is above its maximum 1 "),
+        ({"rt60_s": -1.0}, r"^rt60_s=-1 is below its minimum 0 \(range \[0\.0, 10\.0\]\)$"),
+        ({"rt60_s": 10.5}, r"^rt60_s=10\.5 is above its maximum 10 "),
+        ({"rt60_s": math.nan}, r"^rt60_s must be finite"),
     ],
 )
 def test_ir_bad_input_names_the_problem(kwargs, message: str) -> None:
