@@ -423,3 +423,42 @@ def test_jittered_and_randomly_drawn_segments_pass_the_silence_gate(tmp_path: Pa
     assert min(levels) >= gate
     # The test can fail: the draws do reach the quiet half, up to the gate.
     assert max(item["offset"] for item in drawn) > boundary - ds.segment
+
+
+def test_default_cache_dir_follows_mixfx_cache_then_xdg_then_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from fxdata.datasets import _default_cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MIXFX_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert _default_cache_dir() == tmp_path / "home" / ".cache" / "mixfx" / "segments"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _default_cache_dir() == tmp_path / "xdg" / "mixfx" / "segments"
+    monkeypatch.setenv("MIXFX_CACHE", str(tmp_path / "mine"))
+    assert _default_cache_dir() == tmp_path / "mine" / "segments"
+
+
+def test_dataset_pickles_without_its_memory_maps(musdb: Path, tmp_path: Path) -> None:
+    """Spawned DataLoader workers receive a pickled dataset: maps are reopened there."""
+    import pickle
+
+    ds = _segments(musdb, tmp_path / "cache")
+    first = ds[3]["audio"]  # opens a memory map
+    assert ds._maps
+    copy = pickle.loads(pickle.dumps(ds))
+    assert copy._maps == {} and ds._maps  # the original keeps its maps
+    assert torch.equal(copy[3]["audio"], first) and len(copy) == len(ds)
+
+
+def test_stream_epochs_draw_differently_and_reproducibly(musdb: Path, tmp_path: Path) -> None:
+    ds = _segments(musdb, tmp_path / "cache")
+
+    def draws(epoch: int) -> list[tuple[int, int, int]]:
+        stream = SegmentStream(ds, length=8, seed=4)
+        stream.set_epoch(epoch)
+        return [(d["track"], d["stem"], d["offset"]) for d in stream]
+
+    assert draws(0) == draws(0) and draws(1) == draws(1)
+    assert draws(1) != draws(0)
