@@ -462,3 +462,24 @@ def test_stream_epochs_draw_differently_and_reproducibly(musdb: Path, tmp_path: 
 
     assert draws(0) == draws(0) and draws(1) == draws(1)
     assert draws(1) != draws(0)
+
+
+def test_jitter_is_the_documented_uniform_draw(musdb: Path, tmp_path: Path) -> None:
+    """Offset = clip(grid + k, 0, n − L) with k uniform in [−hop//2, hop//2] drawn by
+    ``np.random.default_rng([seed, epoch, i]).integers`` (the stem "other" is loud everywhere,
+    so every move is kept); the first and last segments are clipped to the track."""
+    ds = _segments(musdb, tmp_path / "cache", seed=11)
+    n = round(SECONDS * SR)
+    clipped_low = clipped_high = 0
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            _, stem, grid = (int(v) for v in ds.index[i])
+            if STEMS[stem] != "other":
+                continue
+            k = int(np.random.default_rng([11, epoch, i]).integers(-ds.hop // 2, ds.hop // 2 + 1))
+            want = min(max(grid + k, 0), n - ds.segment)
+            clipped_low += grid + k < 0
+            clipped_high += grid + k > n - ds.segment
+            assert ds[i]["offset"] == want, (epoch, i)
+    assert clipped_low and clipped_high  # both ends of the track were reached
