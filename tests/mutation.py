@@ -79,8 +79,22 @@ def status_of(exit_code: int | None) -> str:
     return status_by_exit_code[exit_code]
 
 
+#: Statuses that need no look at the mutant: a test caught it, or it was never run.
+NOT_REPORTED = ("killed", "timeout", "skipped", "not checked")
+
+
+def _slug(module: str) -> str:
+    return module.replace("/", "_").removesuffix(".py")
+
+
 def result_path(module: str) -> Path:
-    return OUT / "results" / (module.replace("/", "_").removesuffix(".py") + ".json")
+    return OUT / "results" / f"{_slug(module)}.json"
+
+
+def save_result(module: str, result: dict) -> None:
+    path = result_path(module)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
 
 
 def mutmut_path() -> str:
@@ -88,7 +102,7 @@ def mutmut_path() -> str:
 
 
 def work_dir(module: str) -> Path:
-    return OUT / "work" / module.replace("/", "_").removesuffix(".py")
+    return OUT / "work" / _slug(module)
 
 
 def copy_tracked(work: Path) -> None:
@@ -165,7 +179,7 @@ def collect(module: str, tests: list[str], mutmut: str, wall: float, jit: bool) 
     mutants = []
     for name, code in sorted(codes.items()):
         entry = {"name": name, "status": status_of(code)}
-        if entry["status"] not in ("killed", "timeout", "skipped", "not checked"):
+        if entry["status"] not in NOT_REPORTED:
             diff = subprocess.run(
                 [mutmut, "show", name], cwd=work, capture_output=True, text=True
             ).stdout
@@ -197,6 +211,11 @@ def collect(module: str, tests: list[str], mutmut: str, wall: float, jit: bool) 
     }
 
 
+def scores(detected: int, checked: int, equivalent: int) -> tuple[float, float]:
+    """(score, net score) in %: detected / checked, and with the equivalents left out."""
+    return 100.0 * detected / max(checked, 1), 100.0 * detected / max(checked - equivalent, 1)
+
+
 def summarize(result: dict, equivalent: list[dict[str, str]]) -> dict:
     counts: dict[str, int] = {}
     listed = 0
@@ -206,13 +225,14 @@ def summarize(result: dict, equivalent: list[dict[str, str]]) -> dict:
             listed += 1
     detected = counts.get("killed", 0) + counts.get("timeout", 0)
     checked = len(result["mutants"]) - counts.get("skipped", 0) - counts.get("not checked", 0)
+    score, score_net = scores(detected, checked, listed)
     return {
         "counts": counts,
         "detected": detected,
         "checked": checked,
         "equivalent": listed,
-        "score": 100.0 * detected / max(checked, 1),
-        "score_net": 100.0 * detected / max(checked - listed, 1),
+        "score": score,
+        "score_net": score_net,
     }
 
 
@@ -244,8 +264,7 @@ def write_report(equivalent: list[dict[str, str]]) -> Path:
             total[key] += s[key]
         total["wall"] += result["wall_s"]
     if results:
-        score = 100.0 * total["detected"] / max(total["checked"], 1)
-        net = 100.0 * total["detected"] / max(total["checked"] - total["equivalent"], 1)
+        score, net = scores(total["detected"], total["checked"], total["equivalent"])
         lines.append(
             f"| **all** | {total['checked']} checked | {total['detected']} detected | | | "
             f"| {total['equivalent']} | **{score:.1f} %** | **{net:.1f} %** "
@@ -254,7 +273,7 @@ def write_report(equivalent: list[dict[str, str]]) -> Path:
     lines += ["", "## Mutants not detected", ""]
     for result in results:
         for mutant in result["mutants"]:
-            if mutant["status"] in ("killed", "timeout", "skipped", "not checked"):
+            if mutant["status"] in NOT_REPORTED:
                 continue
             reason = equivalent_reason(result["module"], mutant, equivalent)
             tag = f"equivalent: {reason}" if reason else mutant["status"]
@@ -311,16 +330,13 @@ def main(argv: list[str] | None = None) -> int:
                 result = collect(module, table[module], mutmut_path(), 0.0, True)
                 if result_path(module).exists():  # keep the wall time of the kept run
                     result["wall_s"] = json.loads(result_path(module).read_text())["wall_s"]
-                result_path(module).parent.mkdir(parents=True, exist_ok=True)
-                result_path(module).write_text(json.dumps(result, indent=1) + "\n")
+                save_result(module, result)
     elif not args.report_only:
         mutmut = mutmut_path()
         for module in modules:
             if args.recheck and can_recheck(module):
                 kept = json.loads(result_path(module).read_text())
-                skip = ("killed", "timeout", "skipped")
-                if args.survivors_only:
-                    skip += ("not checked",)
+                skip = NOT_REPORTED if args.survivors_only else NOT_REPORTED[:-1]
                 names = [m["name"] for m in kept["mutants"] if m["status"] not in skip]
                 result = kept
                 if names:
@@ -332,9 +348,7 @@ def main(argv: list[str] | None = None) -> int:
                     result["wall_s"] = round(kept["wall_s"] + fresh["wall_s"], 1)
             else:
                 result = run_module(module, table[module], mutmut)
-            path = result_path(module)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result, indent=1) + "\n")
+            save_result(module, result)
             s = summarize(result, equivalent)
             print(
                 f"{module}: {s['score']:.1f} % of {s['checked']} mutants detected "
