@@ -228,14 +228,10 @@ def test_channel_weights_beyond_stereo_match_pyloudnorm(channels: int) -> None:
 # ----------------------------------------------------- gates, block edges and bad input, exactly
 
 
-def _steady_noise(sr: int, seconds: float, seed: int = 11) -> np.ndarray:
-    return 0.1 * np.random.default_rng(seed).standard_normal((2, round(seconds * sr)))
-
-
 def test_exactly_one_block_is_measured_like_pyloudnorm() -> None:
     """400 ms at 48 kHz (19200 samples): one gating block, the mean of one power."""
     sr = 48000
-    x = _steady_noise(sr, 0.4)
+    x = noise(sr, 0.4, seed=11)
     assert x.shape[-1] == 19200
     ours = float(loudness(torch.tensor(x)[None], sr))
     weighted = ss.sosfilt(BS1770_48K, x, axis=-1)
@@ -251,7 +247,7 @@ def test_exactly_one_block_is_measured_like_pyloudnorm() -> None:
 def test_absolute_gate_at_minus_70_lufs(offset_lu: float) -> None:
     """Steady noise half a LU above the absolute gate is measured; half below is silence."""
     sr = 48000
-    x = _steady_noise(sr, 3.0)
+    x = noise(sr, 3.0, seed=11)
     level = pyln.Meter(sr, filter_class="DeMan").integrated_loudness(x.T)
     x = x * 10 ** ((-70.0 + offset_lu - level) / 20)
     ours = float(loudness(torch.tensor(x)[None], sr))
@@ -281,7 +277,7 @@ def test_relative_gate_on_both_sides(margin_lu: float) -> None:
 
     q = so.brentq(gap, -30.0, -1.0)
     sr = 48000
-    x = _steady_noise(sr, 10.0, seed=3)
+    x = noise(sr, 10.0, seed=3)
     x[:, 4 * sr :] *= 10 ** (q / 20)
     moved = -8.618 if margin_lu > 0 else -11.0  # the gate a wrong constant would give
     assert abs(_gated_lufs(x, sr, -10.0) - _gated_lufs(x, sr, moved)) > 0.5
@@ -291,7 +287,7 @@ def test_relative_gate_on_both_sides(margin_lu: float) -> None:
 
 
 def test_lowest_sample_rate_is_accepted_and_a_lower_one_is_named() -> None:
-    x = torch.tensor(_steady_noise(8000, 1.0))[None]
+    x = torch.tensor(noise(8000, 1.0, seed=11))[None]
     ours = float(loudness(x, 8000))
     assert (
         abs(ours - pyln.Meter(8000, filter_class="DeMan").integrated_loudness(x[0].numpy().T))
@@ -303,7 +299,7 @@ def test_lowest_sample_rate_is_accepted_and_a_lower_one_is_named() -> None:
 
 def test_normalize_target_range_is_minus_100_to_plus_10_lufs() -> None:
     sr = 48000
-    x = torch.tensor(_steady_noise(sr, 1.0))[None] * 0.1
+    x = torch.tensor(noise(sr, 1.0, seed=11))[None] * 0.1
     for target in (-100.0, 10.0):
         y = normalize_loudness(x, sr, target)
         # at -100 LUFS the output is gated as silence; check the applied gain instead
