@@ -102,8 +102,10 @@ class SegmentDataset(Dataset):
     L)`` in ``mode="track"``), ``track`` and ``stem`` indices (``stem`` is -1 in track mode) and the
     ``offset`` in samples. The index holds every grid offset (step ``hop_seconds``) whose segment
     RMS, measured exactly at cache time, is at least ``silence_db`` dBFS (in track mode: the RMS of
-    the sum of the stems). With ``jitter`` the offset moves by a uniform draw in ``[-hop/2,
-    hop/2]`` from ``(seed, epoch, i)``, kept only if that segment is loud enough too.
+    the sum of the stems); a level is ``10 log10(mean square + 1e-12)``, so digital silence
+    measures -120 dBFS. With ``jitter`` the offset moves by ``k``, an integer uniform in
+    ``[-(hop // 2), hop // 2]`` drawn by ``np.random.default_rng([seed, epoch, i])``, clipped to
+    the track and kept only if that segment is loud enough too.
 
     Args:
         tracks: the tracks (a :class:`MultitrackDataset`).
@@ -211,7 +213,7 @@ class SegmentDataset(Dataset):
         if audio is None:
             return None
         if normalizer is not None:
-            out = np.asarray(normalizer(audio, self.stems), dtype=np.float32)
+            out = np.asarray(normalizer(audio, self.stems))
             if out.shape != audio.shape or not np.all(np.isfinite(out)):
                 raise ValueError(
                     f"the normalizer returned shape {out.shape} (or non-finite values) for "
@@ -301,7 +303,7 @@ class SegmentDataset(Dataset):
         n = array.shape[-1]
         out = np.empty(n, dtype=np.float64)
         for start in range(0, n, chunk):
-            x = self._segment_raw(t, s, start, min(chunk, n - start), array).astype(np.float64)
+            x = self._segment_raw(t, s, start, chunk, array).astype(np.float64)  # the last is short
             if s < 0:
                 x = x.sum(axis=0)
             out[start : start + x.shape[-1]] = np.square(x).sum(axis=0)
@@ -334,8 +336,8 @@ class SegmentDataset(Dataset):
         if self.jitter and self.hop > 1:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             n = self._array(t).shape[-1]
-            moved = int(np.clip(offset + rng.integers(-self.hop // 2, self.hop // 2 + 1), 0,
-                                n - self.segment))  # fmt: skip
+            half = self.hop // 2
+            moved = min(max(offset + int(rng.integers(-half, half + 1)), 0), n - self.segment)
             if moved != offset and self._loud(t, s, moved):
                 offset = moved
         return self.item(t, s, offset)

@@ -465,7 +465,7 @@ def test_stream_epochs_draw_differently_and_reproducibly(musdb: Path, tmp_path: 
 
 
 def test_jitter_is_the_documented_uniform_draw(musdb: Path, tmp_path: Path) -> None:
-    """Offset = clip(grid + k, 0, n − L) with k uniform in [−hop//2, hop//2] drawn by
+    """Offset = clip(grid + k, 0, n − L) with k uniform in [−(hop // 2), hop // 2] drawn by
     ``np.random.default_rng([seed, epoch, i]).integers`` (the stem "other" is loud everywhere,
     so every move is kept); the first and last segments are clipped to the track."""
     ds = _segments(musdb, tmp_path / "cache", seed=11)
@@ -477,9 +477,380 @@ def test_jitter_is_the_documented_uniform_draw(musdb: Path, tmp_path: Path) -> N
             _, stem, grid = (int(v) for v in ds.index[i])
             if STEMS[stem] != "other":
                 continue
-            k = int(np.random.default_rng([11, epoch, i]).integers(-ds.hop // 2, ds.hop // 2 + 1))
+            half = ds.hop // 2
+            k = int(np.random.default_rng([11, epoch, i]).integers(-half, half + 1))
             want = min(max(grid + k, 0), n - ds.segment)
             clipped_low += grid + k < 0
             clipped_high += grid + k > n - ds.segment
             assert ds[i]["offset"] == want, (epoch, i)
     assert clipped_low and clipped_high  # both ends of the track were reached
+
+
+# -- the segment cache, argument by argument ---------------------------------------------------
+def _song(root: Path, name: str, stems: dict[str, np.ndarray], subtype: str = "FLOAT") -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    for stem, audio in stems.items():
+        sf.write(folder / f"{stem}.wav", audio, SR, subtype=subtype)
+    return folder
+
+
+def _all_stems(audio: np.ndarray) -> dict[str, np.ndarray]:
+    return {stem: audio for stem in STEMS}
+
+
+def test_durations_are_whole_positive_sample_counts() -> None:
+    from fxdata.datasets import _samples
+
+    assert _samples(1 / SR, "hop_seconds", SR) == 1  # one sample is enough
+    assert _samples(2.5 / SR, "hop_seconds", SR) == 2  # round half to even, like round()
+    with pytest.raises(ValueError) as info:
+        _samples(0.4 / SR, "hop_seconds", SR)
+    assert str(info.value) == (
+        f"hop_seconds={0.4 / SR:g} is shorter than one sample at 44100 Hz (2.27e-05 s)"
+    )
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError) as info:
+            _samples(bad, "segment_seconds", SR)
+        assert str(info.value) == (
+            f"segment_seconds must be a positive, finite number of seconds, got {bad}"
+        )
+
+
+def test_bad_mode_dtype_and_durations_name_the_argument(musdb: Path, tmp_path: Path) -> None:
+    tracks = MultitrackDataset(musdb, "test")
+    cases = [
+        ({"mode": "mix"}, "mode must be 'stem' or 'track', got 'mix'"),
+        ({"dtype": "float32"}, "dtype must be 'int16' or 'float16', got 'float32'"),
+        (
+            {"segment_seconds": 0.0},
+            "segment_seconds must be a positive, finite number of seconds, got 0.0",
+        ),
+        (
+            {"hop_seconds": -0.5},
+            "hop_seconds must be a positive, finite number of seconds, got -0.5",
+        ),
+    ]
+    for kwargs, message in cases:
+        options: dict[str, object] = {"segment_seconds": SEGMENT, "cache_dir": tmp_path / "c"}
+        options.update(kwargs)
+        with pytest.raises(ValueError) as info:
+            SegmentDataset(tracks, **options)  # type: ignore[arg-type]
+        assert str(info.value) == message
+
+
+def test_defaults_segment_hop_seed_and_split(
+    musdb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracks = MultitrackDataset(musdb, "test")
+    with pytest.warns(UserWarning, match="shorter than one segment"):  # 2-s tracks, 6-s segments
+        ds = SegmentDataset(tracks, cache_dir=tmp_path / "c")
+    assert (ds.segment, ds.hop, ds.seed, ds.epoch) == (6 * SR, 3 * SR, 0, 0) and len(ds) == 0
+    assert ds.source is tracks and ds.normalizer_id == ""
+    # open_dataset: the train split of a 10 % validation split, at 44.1 kHz, by default.
+    opened = open_dataset(musdb)
+    reference = MultitrackDataset(musdb, "train", valid_fraction=0.1)
+    assert [t.name for t in opened.tracks] == [t.name for t in reference.tracks]
+    assert opened.sample_rate == SR
+    with pytest.warns(UserWarning, match="resampled to 22050 Hz"):
+        half = open_dataset(musdb, "all", ("bass", "vocals"), sample_rate=22050)
+        assert half.sample_rate == 22050 and tuple(half.stems) == ("bass", "vocals")
+        assert half[0].shape == (2, 2, round(SECONDS * 22050))
+
+
+def test_cache_lands_in_cache_dir_with_parents_as_int16_or_float16(tmp_path: Path) -> None:
+    """The cache file holds int16 (x / scale, scale = max(peak, 1)) or float16 samples, next to a
+    JSON record of the track; items are float32 and equal the source within the storage step."""
+    rng = np.random.default_rng(1)
+    source = np.clip(0.4 * rng.standard_normal((round(SECONDS * SR), 2)), -0.99, 0.99)
+    loud = 1.6 * source  # beyond full scale: stored with a scale of its peak
+    stems = {"drums": loud, "bass": source, "other": source, "vocals": source}
+    _song(tmp_path / "data", "song", stems)
+    tracks = MultitrackDataset(tmp_path / "data", "all")
+    for dtype, file_dtype in (("int16", np.int16), ("float16", np.float16)):
+        cache = tmp_path / dtype / "deeper" / "cache"
+        ds = SegmentDataset(tracks, SEGMENT, cache_dir=cache, dtype=dtype, jitter=False)
+        assert ds.cache_dir == cache
+        assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".npy", ".npy"]
+        stored = np.load(ds.paths[0])
+        assert stored.dtype == file_dtype and stored.shape == (4, 2, round(SECONDS * SR))
+        meta = json.loads(ds.paths[0].with_suffix(".json").read_text())
+        assert meta["track"] == "song" and meta["files"] == tracks.tracks[0].files
+        scales = [1.6 * float(np.abs(source).max()), 1.0, 1.0, 1.0]
+        assert meta["scales"] == pytest.approx(scales if dtype == "int16" else [1.0] * 4)
+        for i in range(len(ds)):
+            item = ds[i]
+            assert item["audio"].dtype == torch.float32
+            want = stems[STEMS[item["stem"]]][item["offset"] : item["offset"] + ds.segment].T
+            error = np.abs(item["audio"].double().numpy() - want)
+            if dtype == "int16":  # half a step of the scale, plus float32 rounding
+                bound = scales[item["stem"]] * (0.5 / 32767 + 4e-7)
+            else:  # half a float16 ulp (relative 2^-11), plus the float32 wav's rounding
+                bound = (2**-11 + 2**-23) * np.abs(want) + 2**-24
+            assert np.all(error <= bound), (dtype, item["stem"], error.max())
+
+
+def test_track_mode_scales_each_stem_and_gates_the_sum(tmp_path: Path) -> None:
+    """Track mode serves ``(stems, 2, L)``, each stem with its own int16 scale, and gates on the
+    sum of the stems: here drums and bass cancel in the second half, so only offsets in the first
+    half are indexed, and no jittered or random segment reaches into the cancelled half."""
+    n = round(SECONDS * SR)
+    t = np.arange(n) / SR
+    x = 0.9 * np.sin(2 * np.pi * 440.0 * t)
+    flipped = np.where(t < SECONDS / 2, x, -x)  # x, then -x after the middle
+    stems = {
+        "drums": np.stack([1.5 * x, 1.5 * x], 1),
+        "bass": np.stack([1.5 * flipped, 1.5 * flipped], 1),  # cancels drums after the middle
+        "other": np.zeros((n, 2)),
+        "vocals": np.zeros((n, 2)),
+    }
+    _song(tmp_path / "data", "song", stems)
+    ds = SegmentDataset(
+        MultitrackDataset(tmp_path / "data", "all"), SEGMENT, mode="track",
+        cache_dir=tmp_path / "cache", silence_db=-40.0, seed=3,
+    )  # fmt: skip
+    grid = np.arange(0, n - ds.segment + 1, ds.hop)
+    mix = sum(stems.values())
+    loud = [int(o) for o in grid if rms_dbfs(mix[o : o + ds.segment]) >= -40.0]
+    assert ds.index.tolist() == [[0, -1, o] for o in loud] and max(loud) < n // 2
+    seen = [ds[i] for i in range(len(ds))]
+    for epoch in range(1, 6):
+        ds.set_epoch(epoch)
+        seen += [ds[i] for i in range(len(ds))]
+    rng = np.random.default_rng(0)
+    seen += [ds.sample(rng) for _ in range(40)]
+    for item in seen:
+        audio = item["audio"].double().numpy()
+        assert audio.shape == (4, 2, ds.segment) and item["stem"] == -1
+        o = item["offset"]
+        for s, stem in enumerate(STEMS):
+            want = stems[stem][o : o + ds.segment].T
+            assert np.abs(audio[s] - want).max() <= 1.5 / 32767
+        assert rms_dbfs(audio.sum(axis=0)) >= -40.0
+    assert max(item["offset"] for item in seen) > n // 2 - ds.segment - ds.hop  # moves happened
+
+
+def test_normalizer_id_defaults_to_the_qualified_name(musdb: Path, tmp_path: Path) -> None:
+    tracks = MultitrackDataset(musdb, "test")
+
+    def halve(audio: np.ndarray, stems: object) -> np.ndarray:
+        return 0.5 * audio
+
+    class Quieter:  # an instance has no __qualname__: its class's is used
+        def __call__(self, audio: np.ndarray, stems: object) -> np.ndarray:
+            return 0.25 * audio
+
+    plain = SegmentDataset(tracks, SEGMENT, cache_dir=tmp_path / "c", jitter=False)
+    halved = SegmentDataset(tracks, SEGMENT, cache_dir=tmp_path / "c", jitter=False,
+                            normalizer=halve)  # fmt: skip
+    quieter = SegmentDataset(tracks, SEGMENT, cache_dir=tmp_path / "c", jitter=False,
+                             normalizer=Quieter())  # fmt: skip
+    assert plain.normalizer_id == ""
+    assert halved.normalizer_id == halve.__qualname__
+    assert quieter.normalizer_id == Quieter.__qualname__
+    assert len({plain.paths[0], halved.paths[0], quieter.paths[0]}) == 3  # three cache entries
+    i = int(np.flatnonzero(plain.index[:, 1] == 2)[0])
+    base = plain[i]["audio"]
+    assert torch.allclose(halved[i]["audio"], 0.5 * base, atol=1e-4)
+    assert torch.allclose(quieter[i]["audio"], 0.25 * base, atol=1e-4)
+
+
+def test_a_normalizer_of_the_wrong_shape_is_refused(musdb: Path, tmp_path: Path) -> None:
+    tracks = MultitrackDataset(musdb, "test")
+
+    def mono(audio: np.ndarray, stems: object) -> np.ndarray:
+        return audio[:, :1]
+
+    with pytest.raises(ValueError) as info:
+        SegmentDataset(tracks, SEGMENT, cache_dir=tmp_path / "c", normalizer=mono)
+    assert str(info.value) == (
+        "the normalizer returned shape (4, 1, 88200) (or non-finite values) for track track9; "
+        "expected (4, 2, 88200)"
+    )
+
+
+def test_tracks_are_memory_mapped_and_opened_once(
+    musdb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict[str, object]] = []
+    real_load = np.load
+
+    def load(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(np, "load", load)
+    ds = _segments(musdb, tmp_path / "cache", jitter=False)
+    assert calls and all(c.get("mmap_mode") == "r" for c in calls)  # the index reads maps too
+    calls.clear()
+    rows = np.flatnonzero(ds.index[:, 0] == 0)
+    for i in rows:
+        ds[int(i)]
+    assert calls == [{"mmap_mode": "r"}]  # one map for every segment of the track
+    assert isinstance(ds._maps[0], np.memmap)
+
+
+def test_short_tracks_warn_and_the_grid_ends_inside_the_track(tmp_path: Path) -> None:
+    """A track shorter than one segment is left out with a warning that points at the caller;
+    one exactly a segment long gives one segment; the grid never runs past a track's end."""
+    segment, hop = round(SEGMENT * SR), round(SEGMENT * SR / 2)
+    rng = np.random.default_rng(2)
+    lengths = {"a_short": segment - 1, "b_one": segment, "c_almost": segment + hop - 1}
+    for name, n in lengths.items():
+        _song(tmp_path / "data", name, _all_stems(0.3 * rng.standard_normal((n, 2))))
+    tracks = MultitrackDataset(tmp_path / "data", "all")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = SegmentDataset(tracks, SEGMENT, cache_dir=tmp_path / "c", jitter=False)
+    assert [str(w.message) for w in caught] == [
+        "track a_short is shorter than one segment: not used"
+    ]
+    assert caught[0].filename == __file__
+    assert [t.name for t in ds.tracks] == ["a_short", "b_one", "c_almost"]  # cached, not indexed
+    assert sorted(set(ds.index[:, 2].tolist())) == [0]  # no offset at `hop` in c_almost
+    assert sorted(set(ds.index[:, 0].tolist())) == [1, 2]
+    assert len(ds) == 2 * 4
+
+
+def test_unreadable_tracks_warn_at_the_caller(musdb: Path, tmp_path: Path) -> None:
+    tracks = MultitrackDataset(musdb, "all")
+    missing = Path(tracks.tracks[0].files["bass"])
+    missing.unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = SegmentDataset(tracks, SEGMENT, cache_dir=tmp_path / "c")
+    assert len(caught) == 1 and caught[0].filename == __file__
+    assert str(caught[0].message).startswith(f"skipping track {tracks.tracks[0].name}: ")
+    assert str(missing) in str(caught[0].message)
+    assert [t.name for t in ds.tracks] == [t.name for t in tracks.tracks[1:]]
+
+
+def test_a_cache_entry_without_its_record_is_rebuilt(musdb: Path, tmp_path: Path) -> None:
+    ds = _segments(musdb, tmp_path / "cache", jitter=False)
+    first = ds[0]["audio"]
+    ds.paths[0].with_suffix(".json").unlink()
+    np.save(ds.paths[0], np.zeros((4, 2, 10), np.int16))  # a stale, partial data file
+    again = _segments(musdb, tmp_path / "cache", jitter=False)
+    assert torch.equal(again[0]["audio"], first)
+    assert ds.paths[0].with_suffix(".json").is_file()
+
+
+def test_power_is_read_in_chunks_exactly(musdb: Path, tmp_path: Path) -> None:
+    ds = _segments(musdb, tmp_path / "cache", jitter=False)
+    array = ds._array(1)
+    n = array.shape[-1]
+    for s in (0, 2, -1):
+        whole = ds._segment_raw(1, s, 0, n).astype(np.float64)
+        if s < 0:
+            whole = whole.sum(axis=0)
+        want = np.square(whole).sum(axis=0)
+        for chunk in (1000, 4097, n, 1 << 20):
+            assert np.array_equal(ds._power(array, 1, s, chunk=chunk), want), (s, chunk)
+
+
+def test_a_gate_at_the_level_floor_keeps_digital_silence(musdb: Path, tmp_path: Path) -> None:
+    """Digital silence measures 10 log10(1e-12) = -120 dBFS: a gate at that level keeps the silent
+    vocals (at, not only above), both in the index and for jittered and drawn segments."""
+    floor = float(10 * np.log10(1e-12))
+    tracks = MultitrackDataset(musdb, "test")
+    ds = SegmentDataset(tracks, SEGMENT, silence_db=floor, cache_dir=tmp_path / "c", seed=2)
+    vocals = np.flatnonzero(ds.index[:, 1] == 3)
+    grid = len(range(0, round(SECONDS * SR) - ds.segment + 1, ds.hop))
+    assert len(vocals) == grid
+    n = round(SECONDS * SR)
+    for i in vocals:
+        half = ds.hop // 2
+        k = int(np.random.default_rng([2, 0, int(i)]).integers(-half, half + 1))
+        want = min(max(int(ds.index[i, 2]) + k, 0), n - ds.segment)
+        assert ds[int(i)]["offset"] == want  # the silent move passed the gate
+    rng, replay = np.random.default_rng(4), np.random.default_rng(4)
+    item = ds.sample(rng, stem=3)
+    replay.integers(len(vocals))
+    assert item["offset"] == int(replay.integers(0, n - ds.segment + 1))  # the first draw kept
+
+
+def _documented_sample(
+    ds: SegmentDataset, rng: np.random.Generator, stem: int | None
+) -> tuple[int, int, int]:
+    """SegmentDataset.sample's documented draw, replayed on the index: a stem (uniform over the
+    stems with loud segments), then up to 8 tries of (track, uniform offset), then a grid row."""
+    stems = np.unique(ds.index[:, 1])
+    s = int(rng.choice(stems)) if stem is None else stem
+    rows = ds.index[ds.index[:, 1] == s]
+    for _ in range(8):
+        t = int(rows[rng.integers(len(rows)), 0])
+        n = ds._array(t).shape[-1]
+        offset = int(rng.integers(0, n - ds.segment + 1))
+        x = ds._segment(t, s, offset)
+        if rms_dbfs(x) >= ds.silence_db:
+            return t, s, offset
+    t, s, offset = (int(v) for v in rows[rng.integers(len(rows))])
+    return t, s, offset
+
+
+def test_sample_is_the_documented_draw(tmp_path: Path) -> None:
+    """Drums are loud only in the last 10 % of each track: most random offsets are refused, so
+    the fallback to a grid row is reached, and the tries' count shows in the draws."""
+    n = round(SECONDS * SR)
+    rng = np.random.default_rng(7)
+    for name in ("one", "two"):
+        noise = 0.3 * rng.standard_normal((n, 2))
+        drums = noise.copy()
+        drums[: int(0.85 * n)] = 0.0
+        _song(tmp_path / "data", name, {"drums": drums, "bass": noise, "other": noise,
+                                        "vocals": np.zeros((n, 2))})  # fmt: skip
+    ds = SegmentDataset(
+        MultitrackDataset(tmp_path / "data", "all"), SEGMENT, cache_dir=tmp_path / "c",
+        silence_db=-40.0,
+    )  # fmt: skip
+    fallbacks = 0
+    for seed in range(60):
+        for stem in (None, 0, 1):
+            item = ds.sample(np.random.default_rng(seed), stem)
+            want = _documented_sample(ds, np.random.default_rng(seed), stem)
+            assert (item["track"], item["stem"], item["offset"]) == want, (seed, stem)
+            grid = ds.index[(ds.index[:, 0] == want[0]) & (ds.index[:, 1] == want[1]), 2]
+            fallbacks += stem == 0 and want[2] in grid
+    assert fallbacks > 0
+    with pytest.raises(ValueError) as info:
+        ds.sample(np.random.default_rng(0), stem=3)
+    assert str(info.value) == "no loud segments for stem 3"
+    empty = SegmentDataset(ds.source, SEGMENT, cache_dir=tmp_path / "c", silence_db=0.0)
+    with pytest.raises(ValueError) as info:
+        empty.sample(np.random.default_rng(0))
+    assert str(info.value) == "no loud segments in this dataset"
+
+
+def test_a_dataset_of_one_segment_samples_it(tmp_path: Path) -> None:
+    n = round(SEGMENT * SR)
+    noise = 0.3 * np.random.default_rng(0).standard_normal((n, 2))
+    silent = np.zeros((n, 2))
+    _song(tmp_path / "data", "song", {"drums": noise, "bass": silent, "other": silent,
+                                       "vocals": silent})  # fmt: skip
+    tracks = MultitrackDataset(tmp_path / "data", "all")
+    ds = SegmentDataset(tracks, SEGMENT, cache_dir=tmp_path / "c", silence_db=-40.0)
+    assert ds.index.tolist() == [[0, 0, 0]]
+    assert ds[0]["offset"] == ds[-1]["offset"] == 0
+    item = ds.sample(np.random.default_rng(0))
+    assert (item["track"], item["stem"], item["offset"]) == (0, 0, 0)
+
+
+def test_stream_default_seed_rank_and_worker_shares(musdb: Path, tmp_path: Path) -> None:
+    """Without a seed or a process group, a stream draws from default_rng([0, 0, 0, worker]);
+    with ``length`` its workers share the items: 5 over 2 workers is 3 + 2."""
+    ds = _segments(musdb, tmp_path / "cache")
+    stream = SegmentStream(ds, length=5)
+    assert (stream.seed, stream.rank, stream.epoch) == (0, 0, 0)
+
+    def key(item: dict) -> tuple[int, int, int]:
+        return (int(item["track"]), int(item["stem"]), int(item["offset"]))
+
+    rng = np.random.default_rng([0, 0, 0, 0])
+    assert [key(d) for d in stream] == [key(ds.sample(rng)) for _ in range(5)]
+    loader = DataLoader(stream, batch_size=None, num_workers=2)
+    got = [key(d) for d in loader]
+    per_worker = []
+    for worker, count in ((0, 3), (1, 2)):
+        rng = np.random.default_rng([0, 0, 0, worker])
+        per_worker.append([key(ds.sample(rng)) for _ in range(count)])
+    assert sorted(got) == sorted(per_worker[0] + per_worker[1])

@@ -164,6 +164,8 @@ def test_open_dataset_serves_the_pack(packed: tuple[dict, Path]) -> None:
         assert torch.equal(a["audio"], b["audio"])
         assert (a["track"], a["stem"], a["offset"]) == (b["track"], b["stem"], b["offset"])
     assert opened.source.tracks[a["track"]].name.startswith("t")
+    sub = open_dataset(out, "all", ("vocals", "drums"), segment_seconds=SEG, sample_rate=44100)
+    assert sub.stems == ("vocals", "drums") and sub.split == opened.split == "train"
     with pytest.raises(ValueError, match="train split, not valid"):
         open_dataset(out, "valid")
     with pytest.raises(ValueError, match="segments of 1 s, not 2 s"):
