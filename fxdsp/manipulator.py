@@ -574,9 +574,8 @@ class Manipulator(nn.Module):
         values = ParamSpace(cfg).to_physical(u)
         b, dev = u.shape[0], u.device
 
-        def ints(value: int | Tensor) -> Tensor:
-            t = torch.as_tensor(value, dtype=torch.int64, device=dev)
-            return t.expand(b).clone() if t.ndim == 0 else t
+        def ints(value: int | Tensor) -> Tensor:  # a number for every item, or one per item
+            return torch.as_tensor(value, dtype=torch.int64, device=dev).expand(b).clone()
 
         values["pan.law"] = ints(pan_law)
         values["reverb.seed"] = ints(reverb_seed)

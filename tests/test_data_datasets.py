@@ -546,6 +546,7 @@ def test_defaults_segment_hop_seed_and_split(
     with pytest.warns(UserWarning, match="shorter than one segment"):  # 2-s tracks, 6-s segments
         ds = SegmentDataset(tracks, cache_dir=tmp_path / "c")
     assert (ds.segment, ds.hop, ds.seed, ds.epoch) == (6 * SR, 3 * SR, 0, 0) and len(ds) == 0
+    assert ds.index.shape == (0, 3) and ds.index.dtype == np.int64  # empty, still integer
     assert ds.source is tracks and ds.normalizer_id == ""
     # open_dataset: the train split of a 10 % validation split, at 44.1 kHz, by default.
     opened = open_dataset(musdb)

@@ -589,3 +589,128 @@ def test_half_precision_audio_runs_in_float32_and_keeps_its_dtype(dtype: torch.d
     eps = torch.finfo(dtype).eps
     err = (y.float() - ref).abs().max() / ref.abs().max()
     assert float(err) < 8 * eps  # the dtype's rounding of the float32 result, not more
+
+
+# ---------------------------------------------------------------------------------------------
+# The text, the indexing and the placement of a draw, exactly
+
+
+def _handmade() -> FxParams:
+    """Three items with chosen values: every effect on in swapped orders (bass), every effect
+    off (drums), only the gain on (vocals)."""
+    base = Manipulator.from_normalized(torch.full((3, len(ParamSpace())), 0.5)).params
+    values = dict(base.values)
+    values["eq.gain_db"] = torch.tensor([[3.0, -2.5, 0.0, 1.0, -6.0]] * 3)
+    values["eq.freq_hz"] = torch.tensor([[100.0, 500.0, 2000.0, 5000.0, 8000.0]] * 3)
+    values["eq.q"] = torch.tensor([[0.707, 1.0, 2.0, 0.5, 0.707]] * 3)
+    for key, value in {
+        "compressor.threshold_db": -20.0, "compressor.ratio": 4.0, "compressor.attack_ms": 10.0,
+        "compressor.release_ms": 100.0, "compressor.knee_db": 6.0, "compressor.makeup_db": 2.5,
+        "pan.pan": -0.25, "imager.width": 1.5, "reverb.rt60_s": 1.2,
+        "reverb.predelay_ms": 12.5, "reverb.damping": 0.3, "reverb.mix": 0.2,
+    }.items():  # fmt: skip
+        values[key] = torch.full((3,), value)
+    values["gain.gain_db"] = torch.tensor([-3.0, 0.0, 0.5])
+    values["pan.law"] = torch.tensor([2, 0, 0])
+    values["reverb.seed"] = torch.tensor([7, 0, 0])
+    values["gain.invert_polarity"] = torch.tensor([True, False, False])
+    active = torch.zeros(3, len(EFFECTS), dtype=torch.bool)
+    active[0] = True
+    active[2, EFFECTS.index("gain")] = True
+    swapped = torch.tensor([[1, 0], [0, 1], [0, 1]])
+    return FxParams(
+        stem=torch.tensor([1, 0, 3]), active=active, order1=swapped, order2=swapped.clone(),
+        values=values, sample_rate=48000.0, ir_length=96,
+    )  # fmt: skip
+
+
+DESCRIBED = [
+    "item 0 (stem bass):",
+    "  1. compressor: threshold_db -20 dB, ratio 4:1, attack_ms 10 ms, release_ms 100 ms, "
+    "knee_db 6 dB, makeup_db 2.5 dB",
+    "  2. eq: low_shelf 100 Hz +3.0 dB Q 0.71, peak1 500 Hz -2.5 dB Q 1.00, peak2 2000 Hz +0.0 dB "
+    "Q 2.00, peak3 5000 Hz +1.0 dB Q 0.50, high_shelf 8000 Hz -6.0 dB Q 0.71",
+    "  3. imager: width 1.5",
+    "  4. pan: pan -0.25, law -4.5dB",
+    "  5. reverb: rt60_s 1.2 s, predelay_ms 12.5 ms, damping 0.3, mix 0.2, seed 7",
+    "  6. gain: gain_db -3 dB, polarity inverted",
+    "item 1 (stem drums):",
+    "  (no effect: identity)",
+    "  off: eq, compressor, pan, imager, reverb, gain",
+    "item 2 (stem vocals):",
+    "  1. gain: gain_db 0.5 dB",
+    "  off: eq, compressor, pan, imager, reverb",
+]
+
+
+def test_describe_is_exact_text() -> None:
+    p = _handmade()
+    assert p.describe() == "\n".join(DESCRIBED)
+    assert p.describe(-3) == "\n".join(DESCRIBED[:7]) and p.describe(2) == "\n".join(DESCRIBED[10:])
+    for bad in (3, -4):
+        with pytest.raises(IndexError) as info:
+            p.describe(bad)
+        assert str(info.value) == f"index {bad} out of range for a batch of 3"
+    assert repr(p) == (
+        "FxParams(batch=3, stems: drums=1, bass=1, vocals=1, on: eq 1/3, compressor 1/3, pan 1/3, "
+        "imager 1/3, reverb 1/3, gain 2/3, sample_rate=48000, ir_length=96, device=cpu)"
+    )
+    assert repr(p[0]).startswith("FxParams(batch=1, stems: bass=1, on: eq 1/1,")
+
+
+def test_indexing_rules_and_messages() -> None:
+    p = _handmade()
+    with pytest.raises(KeyError) as info:
+        p["eq.gain"]
+    assert info.value.args[0] == f"no value 'eq.gain'; FxParams has {list(p.values)}"
+    for flag in (True, torch.tensor(False)):
+        with pytest.raises(ValueError) as info:
+            p[flag]
+        assert str(info.value) == "FxParams cannot be indexed by a bool"
+    mask = p[torch.tensor([True, False, True])]  # a 1-d mask selects items
+    assert mask.stem.tolist() == [1, 3]
+    one = p[torch.tensor(2)]  # a 0-d integer tensor is an integer: a batch of 1
+    assert len(one) == 1 and one.stem.tolist() == [3]
+    assert p[-3].stem.tolist() == [1] and p[[2, 0]].stem.tolist() == [3, 1]
+    assert len(p[[]]) == 0  # an empty list selects nothing (it is not a float tensor)
+    cases = [
+        (lambda: p[3], IndexError, "index 3 out of range for a batch of 3"),
+        (lambda: p[-4], IndexError, "index -4 out of range for a batch of 3"),
+        (lambda: p[["a"]], ValueError, "cannot index FxParams with ['a']"),
+        (lambda: p[torch.tensor(1.0)], ValueError,
+         "FxParams index must be integer or bool, got torch.float32"),
+        (lambda: FxParams.cat([]), ValueError, "FxParams.cat needs at least one FxParams"),
+        (lambda: FxParams.cat([p, sample_params(1)]), ValueError,
+         "FxParams.cat: sample_rate/ir_length differ: (48000.0, 96) vs (44100.0, 134064)"),
+        (lambda: p.effect_on("delay"), ValueError,
+         f"unknown effect 'delay'; expected one of {EFFECTS}"),
+    ]  # fmt: skip
+    for call, error, message in cases:
+        with pytest.raises(error) as info:
+            call()
+        assert str(info.value) == message
+
+
+def test_draws_are_made_and_moved_on_the_input_device() -> None:
+    """The meta device stands in for an accelerator: every tensor of the draw follows ``u``."""
+    u = torch.full((2, len(ParamSpace(SHORT))), 0.5, device="meta")
+    p = Manipulator.from_normalized(u, config=SHORT, stems="bass").params
+    devices = {name: t.device.type for name, t in p._tensor_items()}
+    assert set(devices.values()) == {"meta"}, devices
+    moved = _handmade().to("meta")
+    assert {t.device.type for _, t in moved._tensor_items()} == {"meta"}
+    assert moved[torch.tensor([0, 2])].stem.device.type == "meta"
+
+
+def test_from_normalized_defaults_and_per_item_discrete_values() -> None:
+    u = torch.rand(3, len(ParamSpace(SHORT)), generator=gen(2))
+    p = Manipulator.from_normalized(u, config=SHORT).params
+    assert p["pan.law"].tolist() == [0, 0, 0] and p["reverb.seed"].tolist() == [0, 0, 0]
+    assert p["pan.law"].dtype == p["reverb.seed"].dtype == torch.int64
+    assert p.stem.tolist() == [STEMS.index(SHORT.default_stem)] * 3
+    assert (p.sample_rate, p.ir_length) == (SHORT.sample_rate, SHORT.ir_length)
+    q = Manipulator.from_normalized(
+        u, config=SHORT, pan_law=torch.tensor([2, 1, 0]), reverb_seed=5, stems=["vocals"] * 3
+    ).params
+    assert q["pan.law"].tolist() == [2, 1, 0] and q["reverb.seed"].tolist() == [5, 5, 5]
+    assert q.stem.tolist() == [3, 3, 3] and not bool(q["gain.invert_polarity"].any())
