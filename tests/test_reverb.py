@@ -543,7 +543,9 @@ def test_cuda_matches_cpu() -> None:
     torch.testing.assert_close(ir_gpu.cpu(), ir_cpu, atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("keep", [1000, 140_000])
+# 3013 and 3014: the tail starts (keep - longest shift 966) one sample before and exactly on a
+# noise-frame boundary (hop 512 at 48 kHz), where the first tail sample needs the previous frame.
+@pytest.mark.parametrize("keep", [1000, 3013, 3014, 140_000])
 def test_ir_cut_short_keeps_the_full_irs_normalisation(keep: int) -> None:
     """Building only ``keep`` samples (the energy of the rest summed in chunks of 2^17) gives
     exactly the first ``keep`` samples of the full unit-energy IR: a tail three chunks long,
@@ -562,3 +564,36 @@ def test_ir_cut_short_keeps_the_full_irs_normalisation(keep: int) -> None:
     # every chunk of the tail carries energy far above the comparison's tolerance
     chunks = full[..., keep:].square().split(1 << 17, dim=-1)
     assert min(float(c.sum()) for c in chunks) > 1e-9
+
+
+def test_the_requested_device_reaches_the_batch_and_the_seeds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The device argument (else the parameters' device, else the CPU) is where the IR and its
+    seeds are made. The meta device stands in for an accelerator where the IR cannot be built."""
+    import importlib
+
+    rv = importlib.import_module("fxdsp.functional.reverb")  # the module, not the function
+
+    meta = torch.zeros(3, device="meta")
+    assert rv._common_batch({"rt60_s": meta, "seed": 1}, None, None, None)[:2] == (
+        3,
+        torch.device("meta"),
+    )
+    assert rv._common_batch({"rt60_s": 0.5}, None, None, None)[1] == torch.device("cpu")
+    assert rv._common_batch({"rt60_s": meta}, None, "cpu", None)[1] == torch.device("cpu")
+    asked: list[object] = []
+    real_batch, real_seed = rv._common_batch, rv.as_seed
+
+    def common_batch(params: dict, batch_size: object, device: object, dtype: object) -> tuple:
+        asked.append(device)
+        return real_batch(params, batch_size, device, dtype)
+
+    def seed_on(seed: object, batch: int, device: object) -> torch.Tensor:
+        asked.append(device)
+        return real_seed(seed, batch, device)
+
+    monkeypatch.setattr(rv, "_common_batch", common_batch)
+    monkeypatch.setattr(rv, "as_seed", seed_on)
+    rv.reverb_impulse_response(SR, 0.2, 1.0, 0.5, 4, device="cpu", length=256)
+    assert asked == ["cpu", torch.device("cpu")]
