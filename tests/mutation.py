@@ -246,27 +246,30 @@ def write_report(equivalent: list[dict[str, str]]) -> Path:
         "Detected = killed by a test or timed out; score = detected / checked; net score leaves "
         "out the survivors listed as equivalent in `tests/mutation_equivalent.toml`.",
         "",
-        "| module | mutants | killed | timeout | survived | no tests | equivalent | score "
-        "| net score | wall time | run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| module | mutants | checked | killed | timeout | survived | no tests | equivalent "
+        "| score | net score | wall time | run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     total = {"detected": 0, "checked": 0, "equivalent": 0, "wall": 0.0}
     for result in results:
         s = summarize(result, equivalent)
         c = s["counts"]
         lines.append(
-            f"| {result['module']} | {len(result['mutants'])} | {c.get('killed', 0)} "
-            f"| {c.get('timeout', 0)} | {c.get('survived', 0)} | {c.get('no tests', 0)} "
+            f"| {result['module']} | {len(result['mutants'])} | {s['checked']} "
+            f"| {c.get('killed', 0)} | {c.get('timeout', 0)} | {c.get('survived', 0)} "
+            f"| {c.get('no tests', 0)} "
             f"| {s['equivalent']} | {s['score']:.1f} % | {s['score_net']:.1f} % "
             f"| {result['wall_s']:.0f} s | {result['date'][:10]} |"
         )
         for key in ("detected", "checked", "equivalent"):
             total[key] += s[key]
         total["wall"] += result["wall_s"]
+    ran = {r["module"] for r in results}
+    lines += [f"| {m} | not run yet | | | | | | | | | | |" for m in order if m not in ran]
     if results:
         score, net = scores(total["detected"], total["checked"], total["equivalent"])
         lines.append(
-            f"| **all** | {total['checked']} checked | {total['detected']} detected | | | "
+            f"| **all** | | {total['checked']} | {total['detected']} detected | | | "
             f"| {total['equivalent']} | **{score:.1f} %** | **{net:.1f} %** "
             f"| {total['wall'] / 60:.0f} min | |"
         )

@@ -69,3 +69,26 @@ def test_every_listed_equivalent_names_a_mutated_module_line_that_exists(tool) -
         source = [line.strip() for line in (ROOT / entry["module"]).read_text().splitlines()]
         assert entry["original"] in source, (entry["module"], entry["original"])
         assert entry["mutated"] != entry["original"] and len(entry["reason"]) > 20, entry
+
+
+def test_report_rows_total_and_modules_not_run(tool, tmp_path, monkeypatch) -> None:
+    import json
+
+    monkeypatch.setattr(tool, "OUT", tmp_path)
+    monkeypatch.setattr(tool, "module_table", lambda: {"fxdsp/a.py": [], "fxdsp/b.py": []})
+    (tmp_path / "results").mkdir()
+    mutants = [{"name": f"k{i}", "status": "killed"} for i in range(3)]
+    mutants += [
+        {"name": "s", "status": "survived", "original": "x = 1", "mutated": "x = 2",
+         "diff": "-    x = 1\n+    x = 2", "line": 7},
+        {"name": "n", "status": "not checked"},
+    ]  # fmt: skip
+    result = {"module": "fxdsp/a.py", "mutants": mutants, "wall_s": 90.0, "date": "2026-12-01T1"}
+    (tmp_path / "results" / "fxdsp_a.json").write_text(json.dumps(result))
+    lines = tool.write_report([]).read_text().splitlines()
+    assert (
+        "| fxdsp/a.py | 5 | 4 | 3 | 0 | 1 | 0 | 0 | 75.0 % | 75.0 % | 90 s | 2026-12-01 |" in lines
+    )
+    assert "| fxdsp/b.py | not run yet | | | | | | | | | | |" in lines
+    assert any(line.startswith("| **all** | | 4 | 3 detected |") for line in lines)
+    assert "### fxdsp/a.py:7 `s`" in lines and "```diff" in lines
