@@ -13,6 +13,7 @@ from scipy.signal import fftconvolve
 from fxdsp import functional as F
 from fxdsp.chain_config import EFFECTS, REFERENCE_RANGES, STEMS, ChainConfig
 from fxdsp.manipulator import GROUPS, FxParams, Manipulator, sample_params
+from fxdsp.registry import qualified_names
 from fxdsp.space import ParamSpace
 
 devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -715,3 +716,138 @@ def test_from_normalized_defaults_and_per_item_discrete_values() -> None:
     ).params
     assert q["pan.law"].tolist() == [2, 1, 0] and q["reverb.seed"].tolist() == [5, 5, 5]
     assert q.stem.tolist() == [3, 3, 3] and not bool(q["gain.invert_polarity"].any())
+
+
+def _reference_draw(batch: int, seed: int, stems: list[str], dtype: torch.dtype) -> dict:
+    """sample_params' documented sequence, written out: on/off flags (B, 6), group swaps (B, 2),
+    every continuous value in registry order (B, bands), pan law, reverb seed, polarity, all
+    drawn from one CPU generator in float64."""
+    cfg = ChainConfig()
+    g = torch.Generator().manual_seed(seed)
+    p_on = [
+        [cfg.reverb_probabilities[s] if e == "reverb" else cfg.probabilities[e] for e in EFFECTS]
+        for s in stems
+    ]
+    u_on = torch.rand((batch, len(EFFECTS)), generator=g, dtype=torch.float64)
+    swap = torch.rand((batch, 2), generator=g, dtype=torch.float64)
+    out = {
+        "active": [[u_on[i, j].item() < p_on[i][j] for j in range(6)] for i in range(batch)],
+        "first": [[int(swap[i, k].item() < 0.5) for k in range(2)] for i in range(batch)],
+    }
+    for key in qualified_names():
+        bounds = cfg.band_ranges(key)
+        u = torch.rand((batch, len(bounds)), generator=g, dtype=torch.float64)
+        values = [[lo + u[i, k].item() * (hi - lo) for k, (lo, hi) in enumerate(bounds)]
+                  for i in range(batch)]  # fmt: skip
+        out[key] = torch.tensor(values, dtype=torch.float64).to(dtype)
+    out["pan.law"] = torch.randint(0, 3, (batch,), generator=g)
+    out["reverb.seed"] = torch.randint(0, 2**62, (batch,), generator=g)
+    out["invert"] = torch.rand((batch,), generator=g, dtype=torch.float64) < 0.5
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sample_params_is_the_documented_draw_sequence(dtype: torch.dtype) -> None:
+    stems = ["drums", "vocals", "bass", "other", "vocals"]
+    p = sample_params(5, stems=stems, generator=21, dtype=dtype)
+    want = _reference_draw(5, 21, stems, dtype)
+    assert p.active.tolist() == want["active"]
+    assert p.order1[:, 0].tolist() == [f[0] for f in want["first"]]
+    assert p.order2[:, 0].tolist() == [f[1] for f in want["first"]]
+    for key in qualified_names():
+        got = p[key] if p[key].ndim == 2 else p[key][:, None]
+        assert got.dtype == dtype and torch.equal(got, want[key]), key
+    assert torch.equal(p["pan.law"], want["pan.law"])
+    assert torch.equal(p["reverb.seed"], want["reverb.seed"])
+    assert torch.equal(p["gain.invert_polarity"], want["invert"])
+    on_meta = sample_params(5, stems=stems, generator=21, dtype=dtype, device="meta")
+    assert {t.device.type for _, t in on_meta._tensor_items()} == {"meta"}
+    assert sample_params(2).device.type == "cpu"
+
+
+class _MetaGenerator(torch.Generator):
+    """A generator that reports an accelerator device (none can be made on a CPU-only host)."""
+
+    device = torch.device("meta")
+
+
+def test_stems_and_generators_are_checked_with_exact_messages() -> None:
+    int32 = sample_params(2, stems=torch.tensor([0, 3], dtype=torch.int32))
+    assert int32.stem.dtype == torch.int64 and int32.stem.tolist() == [0, 3]
+    cases = [
+        ({"stems": torch.tensor([0.0, 1.0])},
+         "stems must be a (batch,) integer tensor, got torch.float32 shape (2,)"),
+        ({"stems": torch.tensor([[0, 1]])},
+         "stems must be a (batch,) integer tensor, got torch.int64 shape (1, 2)"),
+        ({"stems": torch.tensor([True, False])},
+         "stems must be a (batch,) integer tensor, got torch.bool shape (2,)"),
+        ({"stems": torch.tensor([0, 4])}, "stem indices must be in [0, 3], got [0, 4]"),
+        ({"stems": ["drums", "piano", 7]},
+         f"unknown stem name(s) ['7', 'piano']; expected one of {STEMS}"),
+        ({"generator": "seed"},
+         "generator must be a CPU torch.Generator or an int seed, got str"),
+        ({"generator": _MetaGenerator()},
+         "generator must be a CPU torch.Generator, got one on meta"),
+        ({"config": {"eq": 1.0}}, "config must be a ChainConfig, got dict"),
+    ]  # fmt: skip
+    for kwargs, message in cases:
+        with pytest.raises(ValueError) as info:
+            sample_params(2, **kwargs)
+        assert str(info.value) == message, kwargs
+    for bad in (2.5, True, 0):
+        with pytest.raises(ValueError) as info:
+            sample_params(bad)  # type: ignore[arg-type]
+        assert str(info.value) == f"batch_size must be a positive int, got {bad!r}"
+
+
+def test_fxparams_checks_name_the_field() -> None:
+    p = _handmade()
+
+    def with_(**changes: object) -> str:
+        fields = {"stem": p.stem, "active": p.active, "order1": p.order1, "order2": p.order2,
+                  "values": p.values} | changes  # fmt: skip
+        with pytest.raises(ValueError) as info:
+            FxParams(**fields)  # type: ignore[arg-type]
+        return str(info.value)
+
+    assert with_(values=[1]) == "FxParams.values must be a mapping, got list"
+    assert with_(stem=torch.tensor(1)) == "FxParams stem must be a (batch, ...) tensor"
+    assert with_(active=p.active[:2]) == "FxParams active has batch 2, but stem has 3"
+    assert with_(active=p.active[:, :5]) == "FxParams.active must be a (batch, 6) bool tensor"
+    assert with_(order1=p.order1.int()) == "FxParams.order1 must be int64, got torch.int32"
+    assert with_(order2=p.order2[:, :1]) == "FxParams.order2 must be (batch, 2), got (3, 1)"
+    assert with_(stem=torch.tensor([[1], [0], [3]])) == "FxParams.stem must be (batch,), got (3, 1)"
+    assert with_(stem=torch.tensor([1, 0, 4])) == (
+        f"FxParams.stem indices must be in [0, 3] ({STEMS}), got [1, 0, 4]"
+    )
+    values = dict(p.values) | {"compressor.ratio": torch.tensor([4, 4, 4])}
+    assert with_(values=values) == (
+        "FxParams 'compressor.ratio' must be a floating (batch) tensor, got torch.int64 (3,)"
+    )
+    values = dict(p.values) | {"eq.q": torch.ones(3, 4)}
+    assert with_(values=values) == (
+        "FxParams 'eq.q' must be a floating (batch, 5) tensor, got torch.float32 (3, 4)"
+    )
+    with pytest.raises(ValueError) as info:
+        p.effect("delay")
+    assert str(info.value) == f"unknown effect 'delay'; expected one of {EFFECTS}"
+    with pytest.raises(ValueError) as info:
+        Manipulator({"stem": 1})  # type: ignore[arg-type]
+    assert str(info.value) == "params must be an FxParams, got dict"
+    m = Manipulator(sample_params(2, config=SHORT))
+    for x, message in (
+        (noise((3, 2, 64)), "the audio has batch 3 but the params have 2 items"),
+        (noise((2, 3, 64)), "x must have 1 or 2 channel(s), got 3 (shape (2, 3, 64))"),
+    ):
+        with pytest.raises(ValueError) as info:
+            m(x)
+        assert str(info.value) == message
+
+
+def test_from_normalized_records_the_config_and_int64_discrete_values() -> None:
+    cfg = SHORT.replace(sample_rate=48000.0)
+    u = torch.rand(3, len(ParamSpace(cfg)), generator=gen(4))
+    laws = torch.tensor([2, 1, 0], dtype=torch.int32)
+    p = Manipulator.from_normalized(u, config=cfg, pan_law=laws).params
+    assert (p.sample_rate, p.ir_length) == (48000.0, cfg.ir_length) != (SR, SHORT.ir_length)
+    assert p["pan.law"].dtype == torch.int64 and p["pan.law"].tolist() == [2, 1, 0]
