@@ -26,7 +26,7 @@ import fxdsp
 from fxdsp.functional.loudness import normalize_loudness
 from fxdsp.fxnorm_measures import average_spectrum, onset_peak_db
 from fxdsp.fxnorm_stats import STEMS, FxNormStats, StemStats, compute_stats
-from fxdsp.normalize import FxNormalizer
+from fxdsp.normalize import STEPS, FxNormalizer
 from mixfx.commands.fxnorm_stats import find_stem_files, read_stem_files
 
 SR = 44100
@@ -840,3 +840,15 @@ def test_log_projection_against_its_definition() -> None:
             assert (
                 got[int(low / bin_hz)].abs().sum() > 0 and got[int(high / bin_hz)].abs().sum() > 0
             )
+
+
+def test_constructor_defaults_are_the_documented_ones() -> None:
+    norm = FxNormalizer(FxNormStats.corpus_default())
+    assert norm.steps == STEPS == ("loudness", "eq", "dynamics", "stereo")
+    assert (norm.eq_taps, norm.eq_max_db, norm.eq_low_hz, norm.eq_high_hz) == (
+        4095,
+        12.0,
+        30.0,
+        18000.0,
+    )
+    assert norm.eq_smoothing_octaves == 1.0 / 3.0 and norm.eq_floor == 10.0 ** (-60.0 / 20.0)
