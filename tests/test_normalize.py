@@ -844,7 +844,7 @@ def test_log_projection_against_its_definition() -> None:
 
 def test_constructor_defaults_are_the_documented_ones() -> None:
     norm = FxNormalizer(FxNormStats.corpus_default())
-    assert norm.steps == STEPS == ("loudness", "eq", "dynamics", "stereo")
+    assert norm.steps == STEPS == ("loudness", "eq", "dynamics", "stereo", "loudness")
     assert (norm.eq_taps, norm.eq_max_db, norm.eq_low_hz, norm.eq_high_hz) == (
         4095,
         12.0,
