@@ -446,3 +446,105 @@ def test_float32_audio_is_equalised_with_the_float64_parameters_given() -> None:
     assert torch.equal(parametric_eq(x, SR, g, f, q), want)
     assert torch.equal(parametric_eq(x, SR, g[0].tolist(), f[0].tolist(), q[0].tolist()), want)
     assert not torch.equal(parametric_eq(x, SR, g.float(), f.float(), q.float()), want)
+
+
+# -- the scan path, its chunking and its dtypes, on the CPU -------------------------------------
+def _random_sos(sections: int, seed: int, a0: float = 1.0) -> np.ndarray:
+    """Stable sections from random poles and zeros (radius < 0.98), ``a0`` not normalised."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(sections):
+        r, th = rng.uniform(0.3, 0.98), rng.uniform(0.05, 3.0)
+        a = [1.0, -2 * r * math.cos(th), r * r]
+        b = rng.normal(size=3)
+        rows.append([*(a0 * b), *(a0 * np.array(a))])
+    return np.array(rows)
+
+
+def test_default_chunk_is_the_documented_power_of_two() -> None:
+    """M = 2^ceil(log2(T) / 2) (about sqrt(T)), at least 8 and at most 128."""
+    from fxdsp.kernels.iir import _default_chunk
+
+    want = {1: 8, 2: 8, 64: 8, 65: 16, 100: 16, 256: 16, 257: 32, 4096: 64, 4097: 128, 10**6: 128}
+    assert {t: _default_chunk(t) for t in want} == want
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 64])
+def test_scan_equals_scipy_for_any_chunk(chunk: int) -> None:
+    """Chunks of 1 and 2 samples exercise the end-state edge cases; 3 leaves a partial chunk."""
+    sos = _random_sos(2, seed=chunk)
+    x = np.random.default_rng(1).normal(size=(2, 301))
+    y = sosfilt_scan(
+        torch.from_numpy(x),
+        torch.from_numpy(sos[None, :, :3]).expand(2, 2, 3),
+        torch.from_numpy(sos[None, :, 4:]).expand(2, 2, 2),
+        chunk=chunk,
+    )
+    assert error_db(y.numpy(), ss.sosfilt(sos, x, axis=-1)) < -150
+
+
+def test_sosfilt_method_scan_on_the_cpu_float32_float16_and_unnormalised_sections() -> None:
+    sos = _random_sos(3, seed=7, a0=3.0)  # a0 = 3: the sections are normalised inside
+    x64 = np.random.default_rng(2).normal(size=(2, 2, 700))
+    want = ss.sosfilt(sos / sos[:, 3:4], x64, axis=-1)
+    for method in ("auto", "scan"):
+        y = sosfilt(torch.from_numpy(x64), torch.from_numpy(sos), method=method)
+        assert y.dtype == torch.float64 and error_db(y.numpy(), want) < -150, method
+        # float32 audio and float32 sections: computed in float64, rounded once at the end.
+        x32 = torch.from_numpy(x64).float()
+        y32 = sosfilt(x32, torch.from_numpy(sos).float(), method=method)
+        sos32 = torch.from_numpy(sos).float().double().numpy()
+        ref32 = ss.sosfilt(sos32 / sos32[:, 3:4], x32.double().numpy())
+        assert y32.dtype == torch.float32
+        np.testing.assert_allclose(y32.numpy(), ref32.astype(np.float32), rtol=0, atol=1e-6)
+        # float16: filtered in float32, cast back.
+        y16 = sosfilt(x32.half(), torch.from_numpy(sos).float(), method=method)
+        assert y16.dtype == torch.float16
+        torch.testing.assert_close(y16, sosfilt(x32.half().float(), torch.from_numpy(sos).float(),
+                                                method=method).half(), rtol=0, atol=0)  # fmt: skip
+    with pytest.raises(ValueError) as info:
+        sosfilt(torch.zeros(1, 1, 8), torch.from_numpy(sos), method="kernel")
+    assert str(info.value) == "method must be 'auto' or 'scan', got 'kernel'"
+
+
+def test_scan_keeps_float64_inside_for_float32_rows() -> None:
+    """``sosfilt_scan`` on float32 rows and coefficients computes in float64: a resonant
+    section's output is the float64 result rounded once (a float32 recursion drifts)."""
+    r, th = 0.999, 0.01  # poles near z = 1: float32 state rounding accumulates
+    sos = np.array([[1.0, 0.0, 0.0, 1.0, -2 * r * math.cos(th), r * r]], dtype=np.float32)
+    x = np.random.default_rng(3).normal(size=(1, 4000)).astype(np.float32)
+    y = sosfilt_scan(
+        torch.from_numpy(x), torch.from_numpy(sos[None, :, :3]), torch.from_numpy(sos[None, :, 4:])
+    )
+    ref = ss.sosfilt(sos.astype(np.float64), x.astype(np.float64), axis=-1).astype(np.float32)
+    assert y.dtype == torch.float32
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-6, atol=1e-5 * np.abs(ref).max())
+
+
+def test_matrix_powers_against_matrix_power() -> None:
+    from fxdsp.kernels.iir import _matrix_powers
+
+    mat = torch.from_numpy(np.random.default_rng(4).normal(size=(4, 5, 3, 3)) / 2)
+    got = _matrix_powers(mat, 7)
+    assert got.shape == (4, 5, 7, 3, 3)
+    for k in range(7):
+        torch.testing.assert_close(got[..., k, :, :], torch.linalg.matrix_power(mat, k))
+
+
+def test_second_order_gradient_message_points_at_the_scan() -> None:
+    x = torch.randn(1, 1, 64, dtype=torch.float64, requires_grad=True)
+    sos = torch.from_numpy(_random_sos(1, seed=5))
+    with pytest.raises(RuntimeError) as info:
+        torch.autograd.grad(sosfilt(x, sos).square().sum(), x, create_graph=True)
+    assert str(info.value) == (
+        "sosfilt's CPU kernel has no second-order gradient (backward with create_graph=True, "
+        "double backward, gradgradcheck); its first-order gradient is exact. For second-order "
+        "derivatives use fxdsp.kernels.iir.sosfilt_scan (plain torch ops, twice differentiable; "
+        "the path CUDA tensors take)"
+    )
+    x2 = x.detach().clone().requires_grad_(True)  # the scan is twice differentiable
+    (g2,) = torch.autograd.grad(
+        sosfilt(x2, sos, method="scan").square().sum(), x2, create_graph=True
+    )
+    g2.sum().backward()
+    assert x2.grad is not None and bool(torch.isfinite(x2.grad).all())

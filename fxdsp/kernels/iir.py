@@ -284,7 +284,7 @@ def sosfilt_scan(x: Tensor, b: Tensor, a: Tensor, chunk: int = 64) -> Tensor:
     return s.to(x.dtype)
 
 
-def sosfilt(x: Tensor, sos: Tensor) -> Tensor:
+def sosfilt(x: Tensor, sos: Tensor, *, method: str = "auto") -> Tensor:
     """Filter a batch of signals with a per-item cascade of second-order sections.
 
     Equation (per section, ``a0`` normalised to 1, zero initial state):
@@ -295,13 +295,18 @@ def sosfilt(x: Tensor, sos: Tensor) -> Tensor:
         x: audio ``(batch, channels, samples)``.
         sos: ``(batch, sections, 6)`` rows ``[b0, b1, b2, a0, a1, a2]`` (one cascade per item,
             shared by its channels), or ``(sections, 6)`` for the whole batch.
+        method: ``"auto"``: the Numba kernel on the CPU, the scan elsewhere; ``"scan"``: the
+            chunked scan on any device (plain torch ops: twice differentiable on the CPU too).
 
     Returns:
         Filtered audio, same shape, dtype and device as ``x``. Differentiable with respect to
         ``x`` and ``sos``; float16/bfloat16 audio is filtered in float32 and cast back; zero
         sections return a copy of ``x``. Second-order gradients (``create_graph=True``) are
-        supported off the CPU (plain torch ops) and raise ``RuntimeError`` on the CPU kernel.
+        supported by the scan (``method="scan"``, and off the CPU) and raise ``RuntimeError``
+        on the CPU kernel.
     """
+    if method not in ("auto", "scan"):
+        raise ValueError(f"method must be 'auto' or 'scan', got {method!r}")
     batch, channels, samples = x.shape
     if sos.ndim == 2:
         sos = sos.unsqueeze(0).expand(batch, *sos.shape)
@@ -312,7 +317,7 @@ def sosfilt(x: Tensor, sos: Tensor) -> Tensor:
     if sos.shape[1] == 0:
         return x.clone()
     if x.dtype not in (torch.float32, torch.float64):  # float16/bfloat16: no kernel, no scan
-        return sosfilt(x.float(), sos).to(x.dtype)
+        return sosfilt(x.float(), sos, method=method).to(x.dtype)
     sos = sos.to(torch.float64)
     a0 = sos[..., 3:4]
     b = sos[..., 0:3] / a0
@@ -320,7 +325,7 @@ def sosfilt(x: Tensor, sos: Tensor) -> Tensor:
     rows_b = b.unsqueeze(1).expand(batch, channels, *b.shape[1:]).reshape(-1, *b.shape[1:])
     rows_a = a.unsqueeze(1).expand(batch, channels, *a.shape[1:]).reshape(-1, *a.shape[1:])
     rows = x.reshape(batch * channels, samples)
-    if x.device.type == "cpu":
+    if x.device.type == "cpu" and method == "auto":
         y = _SosfiltCPU.apply(rows.contiguous(), rows_b.contiguous(), rows_a.contiguous())
     else:
         y = sosfilt_scan(rows, rows_b, rows_a, chunk=_default_chunk(samples))
