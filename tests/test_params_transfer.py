@@ -379,3 +379,17 @@ def test_pedalboard_items_are_the_styles_rendered_by_pedalboard(
     results = json.loads((out / "results.json").read_text())
     assert results["setup"]["style_library"] == "pedalboard" and "param_recovery" not in results
     assert "styles made by pedalboard" in (out / "results.md").read_text()
+
+
+def test_pedalboard_styles_refuse_an_fxdsp_chain(
+    env: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--chain used to be ignored without a word when the styles came from pedalboard."""
+    chain = tmp_path / "chain.json"
+    chain.write_text("{}")
+    code = main(["eval-transfer", "--params", f"tiny={env['ctl']}", "--data", str(tmp_path),
+                 "--out", str(tmp_path / "out"), "--style-library", "pedalboard", "--chain",
+                 str(chain), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "give one of the two" in err[0], err
+    assert not (tmp_path / "out").exists()

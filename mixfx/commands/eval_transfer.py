@@ -134,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
     from fxencoder.evaluation import load_segments
 
     check_device(args.device)
+    if args.chain and args.style_library == "pedalboard":
+        raise CLIError(
+            "--chain sets fxdsp's chain for the styles, and --style-library pedalboard draws "
+            "them from pedalboard's effects instead: give one of the two"
+        )
     specs = labelled(args.cloner, "--cloner")
     labels = [label for label, _ in specs]
     models = {label: cloner.load(path, device=args.device) for label, path in specs}
