@@ -92,3 +92,19 @@ def test_report_rows_total_and_modules_not_run(tool, tmp_path, monkeypatch) -> N
     assert "| fxdsp/b.py | not run yet | | | | | | | | | | |" in lines
     assert any(line.startswith("| **all** | | 4 | 3 detected |") for line in lines)
     assert "### fxdsp/a.py:7 `s`" in lines and "```diff" in lines
+
+
+def test_mutant_lines_find_the_source_line_and_keep_its_indentation(tool) -> None:
+    module = "fxdsp/functional/gain.py"
+    source = (ROOT / module).read_text().splitlines()
+    line = next(i + 1 for i, text in enumerate(source) if text.strip() == "flags = invert_polarity")
+    indent = source[line - 1][: len(source[line - 1]) - len(source[line - 1].lstrip())]
+    # mutmut shows a method's lines with one indent level less: matched on the stripped text
+    shown = {"name": "m", "diff": "-    flags = invert_polarity\n+    flags = None"}
+    assert tool.mutant_lines(module, shown, "mutmut") == (
+        source[line - 1],
+        indent + "flags = None",
+        line,
+    )
+    two_lines = {"name": "m", "diff": "-    a = 1\n-    b = 2\n+    a = 2"}
+    assert tool.mutant_lines(module, two_lines, "mutmut") == ("", "", None)
