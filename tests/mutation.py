@@ -94,7 +94,9 @@ def result_path(module: str) -> Path:
 def save_result(module: str, result: dict) -> None:
     path = result_path(module)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(path)
 
 
 def mutmut_path() -> str:
@@ -370,6 +372,7 @@ def direct_recheck(module: str, tests: list[str], result: dict, names: list[str]
             checked_by="direct",
         )
         changed += 1
+        save_result(module, result)  # kept mutant by mutant: a run cut short loses nothing
     result["wall_s"] = round(result["wall_s"] + time.monotonic() - start, 1)
     print(f"{module}: {changed} of {len(names)} mutants rechecked directly", flush=True)
     return result
