@@ -696,7 +696,7 @@ def _at_the_caller(warning: warnings.WarningMessage) -> bool:
     testing (``MUTANT_UNDER_TEST`` set by mutmut) every call goes through mutmut's trampoline,
     one frame more, so there the stack level cannot be measured (tests/mutation_equivalent.toml
     lists those mutants as not measurable)."""
-    return bool(os.environ.get("MUTANT_UNDER_TEST")) or warning.filename == __file__
+    return "MUTANT_UNDER_TEST" in os.environ or warning.filename == __file__
 
 
 def test_short_tracks_warn_and_the_grid_ends_inside_the_track(tmp_path: Path) -> None:
