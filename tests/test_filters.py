@@ -548,3 +548,10 @@ def test_second_order_gradient_message_points_at_the_scan() -> None:
     )
     g2.sum().backward()
     assert x2.grad is not None and bool(torch.isfinite(x2.grad).all())
+    # float16 audio is filtered in float32 by the same method: still twice differentiable
+    x16 = x.detach().half().requires_grad_(True)
+    (g16,) = torch.autograd.grad(
+        sosfilt(x16, sos.float(), method="scan").float().square().sum(), x16, create_graph=True
+    )
+    g16.float().sum().backward()
+    assert x16.grad is not None and x16.grad.dtype == torch.float16
