@@ -579,6 +579,8 @@ def test_cache_lands_in_cache_dir_with_parents_as_int16_or_float16(tmp_path: Pat
         assert meta["track"] == "song" and meta["files"] == tracks.tracks[0].files
         scales = [1.6 * float(np.abs(source).max()), 1.0, 1.0, 1.0]
         assert meta["scales"] == pytest.approx(scales if dtype == "int16" else [1.0] * 4)
+        grid = len(range(0, round(SECONDS * SR) - ds.segment + 1, ds.hop))
+        assert len(ds) == 4 * grid  # every segment is loud: the loop below checks them all
         for i in range(len(ds)):
             item = ds[i]
             assert item["audio"].dtype == torch.float32
@@ -628,7 +630,8 @@ def test_track_mode_scales_each_stem_and_gates_the_sum(tmp_path: Path) -> None:
             want = stems[stem][o : o + ds.segment].T
             assert np.abs(audio[s] - want).max() <= 1.5 / 32767
         assert rms_dbfs(audio.sum(axis=0)) >= -40.0
-    assert max(item["offset"] for item in seen) > n // 2 - ds.segment - ds.hop  # moves happened
+    assert max(item["offset"] for item in seen) > n // 2 - ds.segment - ds.hop
+    assert any(item["offset"] % ds.hop for item in seen)  # moves and random draws happened
 
 
 def test_normalizer_id_defaults_to_the_qualified_name(musdb: Path, tmp_path: Path) -> None:
@@ -863,3 +866,46 @@ def test_stream_default_seed_rank_and_worker_shares(musdb: Path, tmp_path: Path)
         rng = np.random.default_rng([0, 0, 0, worker])
         per_worker.append([key(ds.sample(rng)) for _ in range(count)])
     assert sorted(got) == sorted(per_worker[0] + per_worker[1])
+
+
+def test_open_dataset_passes_the_split_fraction_and_refuses_a_missing_folder(
+    musdb: Path, tmp_path: Path
+) -> None:
+    half = open_dataset(musdb, valid_fraction=0.0)
+    want = MultitrackDataset(musdb, "train", valid_fraction=0.0)
+    assert [t.name for t in half.tracks] == [t.name for t in want.tracks]
+    assert len(half.tracks) > len(open_dataset(musdb).tracks)  # the fraction changed the split
+    with pytest.raises((FileNotFoundError, ValueError)) as direct:
+        MultitrackDataset(tmp_path / "missing", "train")
+    with pytest.raises(type(direct.value)) as opened:
+        open_dataset(tmp_path / "missing")
+    assert str(opened.value) == str(direct.value)  # a folder's error, not a pack's
+
+
+def test_segments_stay_on_the_grid_without_jitter_and_move_with_a_hop_of_two(
+    musdb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    still = _segments(musdb, tmp_path / "cache", jitter=False)
+    assert [still[i]["offset"] for i in range(len(still))] == still.index[:, 2].tolist()
+    # A hop of 2 samples: moves of -1, 0 or +1 (the documented draw), kept where loud.
+    two = SegmentDataset(MultitrackDataset(musdb, "test"), SEGMENT, hop_seconds=2 / SR,
+                         silence_db=SILENCE_DB, cache_dir=tmp_path / "cache", seed=3)  # fmt: skip
+    moved = 0
+    n = round(SECONDS * SR)
+    for i in range(0, len(two), 997):
+        grid = int(two.index[i, 2])
+        k = int(np.random.default_rng([3, 0, i]).integers(-1, 2))
+        got = two[i]["offset"]
+        assert got in (grid, min(max(grid + k, 0), n - two.segment))
+        moved += got != grid
+    assert moved > 0
+    # Without a cache_dir the default cache (here $MIXFX_CACHE) is used.
+    monkeypatch.setenv("MIXFX_CACHE", str(tmp_path / "default"))
+    SegmentDataset(MultitrackDataset(musdb, "test"), SEGMENT)
+    assert any((tmp_path / "default" / "segments").glob("*.npy"))
+
+
+def test_an_endless_stream_keeps_drawing(musdb: Path, tmp_path: Path) -> None:
+    stream = iter(SegmentStream(_segments(musdb, tmp_path / "cache"), seed=2))
+    items = [next(stream) for _ in range(20)]  # no length: it never stops
+    assert len(items) == 20 and all(item["audio"].shape == (2, 11025) for item in items)
