@@ -426,7 +426,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.recheck and can_recheck(module):
                 kept = json.loads(result_path(module).read_text())
                 skip = NOT_REPORTED if args.survivors_only else NOT_REPORTED[:-1]
-                names = [m["name"] for m in kept["mutants"] if m["status"] not in skip]
+                names = [  # listed equivalents need no second look
+                    m["name"]
+                    for m in kept["mutants"]
+                    if m["status"] not in skip and not equivalent_reason(module, m, equivalent)
+                ]
                 result = kept
                 if names and args.direct:
                     result = direct_recheck(module, table[module], kept, names)
