@@ -249,3 +249,27 @@ def test_difficulty_is_the_momentum_weighted_average_of_two_different_scores() -
         p += eta * (target(e, first) - p)
         p += eta * (target(e, second) - p)
         assert probs[e] == pytest.approx(p, abs=1e-12), e
+
+
+def test_difficulty_is_the_documented_moving_average_of_two_different_scores() -> None:
+    """d = 1 - s0 after the first score, then d = m·d + (1 - m)·(1 - s1): with two different
+    scores the weights matter (constant scores, the other tests' case, hide a swap)."""
+    m = 0.8
+    sched = ProbabilityScheduler(momentum=m, step=0.3)
+    sched.update({"eq": 0.9, "gain": 0.2})
+    assert sched.difficulty["eq"] == pytest.approx(0.1, abs=1e-15)
+    sched.update({"eq": 0.4, "gain": 0.2})
+    assert sched.difficulty["eq"] == pytest.approx(m * 0.1 + (1 - m) * 0.6, abs=1e-15)
+    assert sched.difficulty["gain"] == pytest.approx(0.8, abs=1e-15)
+    assert sched.difficulty["pan"] is None  # never scored
+    # ... and the probabilities moved a step of 0.3 towards the target of those difficulties.
+    before = dict(sched.probabilities)
+    target = sched.target()
+    after = sched.update({"eq": 0.4})
+    d_eq = m * (m * 0.1 + (1 - m) * 0.6) + (1 - m) * 0.6
+    assert sched.difficulty["eq"] == pytest.approx(d_eq, abs=1e-15)
+    new_target = sched.target()
+    for e in after:
+        want = min(max(before[e] + 0.3 * (new_target[e] - before[e]), 0.1), 0.95)
+        assert after[e] == pytest.approx(want, abs=1e-12), e
+    assert new_target != target
