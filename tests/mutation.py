@@ -80,6 +80,9 @@ def status_of(exit_code: int | None) -> str:
 
 
 #: Statuses that need no look at the mutant: a test caught it, or it was never run.
+# A listed survivor whose reason starts so cannot be told apart under the tool (not by a test
+# either); it leaves the denominator like an equivalent one and the report says which it is.
+NOT_MEASURABLE = "Not measurable"
 NOT_REPORTED = ("killed", "timeout", "skipped", "not checked")
 
 
@@ -246,7 +249,8 @@ def write_report(equivalent: list[dict[str, str]]) -> Path:
         "# Mutation testing report (`./run mutate`)",
         "",
         "Detected = killed by a test or timed out; score = detected / checked; net score leaves "
-        "out the survivors listed as equivalent in `tests/mutation_equivalent.toml`.",
+        "out the survivors listed in `tests/mutation_equivalent.toml` (equivalent, or not "
+        "measurable under mutmut, each with its reason).",
         "",
         "| module | mutants | checked | killed | timeout | survived | no tests | equivalent "
         "| score | net score | wall time | run |",
@@ -281,7 +285,12 @@ def write_report(equivalent: list[dict[str, str]]) -> Path:
             if mutant["status"] in NOT_REPORTED:
                 continue
             reason = equivalent_reason(result["module"], mutant, equivalent)
-            tag = f"equivalent: {reason}" if reason else mutant["status"]
+            if not reason:
+                tag = mutant["status"]
+            elif reason.startswith(NOT_MEASURABLE):
+                tag = "not measurable: " + reason[len(NOT_MEASURABLE) :].lstrip(" :")
+            else:
+                tag = f"equivalent: {reason}"
             lines += [
                 f"### {result['module']}:{mutant.get('line') or '?'} `{mutant['name']}`",
                 "",

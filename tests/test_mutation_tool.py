@@ -108,3 +108,26 @@ def test_mutant_lines_find_the_source_line_and_keep_its_indentation(tool) -> Non
     )
     two_lines = {"name": "m", "diff": "-    a = 1\n-    b = 2\n+    a = 2"}
     assert tool.mutant_lines(module, two_lines, "mutmut") == ("", "", None)
+
+
+def test_report_tells_not_measurable_from_equivalent(tool, tmp_path, monkeypatch) -> None:
+    import json
+
+    monkeypatch.setattr(tool, "OUT", tmp_path)
+    monkeypatch.setattr(tool, "module_table", lambda: {"fxdsp/a.py": []})
+    (tmp_path / "results").mkdir()
+    mutants = [
+        {"name": n, "status": "survived", "original": f"x = {n}", "mutated": "x = 0",
+         "diff": f"-    x = {n}\n+    x = 0", "line": 1}
+        for n in ("1", "2")
+    ]  # fmt: skip
+    result = {"module": "fxdsp/a.py", "mutants": mutants, "wall_s": 1.0, "date": "2026-12-01"}
+    (tmp_path / "results" / "fxdsp_a.json").write_text(json.dumps(result))
+    listed = [
+        {"module": "fxdsp/a.py", "original": "x = 1", "mutated": "x = 0", "reason": "same"},
+        {"module": "fxdsp/a.py", "original": "x = 2", "mutated": "x = 0",
+         "reason": "Not measurable under mutmut: a frame more"},
+    ]  # fmt: skip
+    lines = tool.write_report(listed).read_text().splitlines()
+    assert "equivalent: same" in lines and "not measurable: under mutmut: a frame more" in lines
+    assert "| fxdsp/a.py | 2 | 2 | 0 | 0 | 2 | 0 | 2 | 0.0 % | 0.0 % | 1 s | 2026-12-01 |" in lines
