@@ -547,3 +547,57 @@ def test_cuda_matches_cpu(dtype: torch.dtype) -> None:
     tol = 1e-9 if dtype == torch.float64 else 2e-4
     for a, b in zip(results["cpu"], results["cuda"], strict=True):
         torch.testing.assert_close(b.cpu(), a, rtol=tol, atol=tol)
+
+
+def test_serial_kernels_equal_the_parallel_ones() -> None:
+    """The serial twins (run in forked children) give the parallel kernels' values exactly, for
+    an odd batch (the parallel forward pairs rows) in float32 and float64."""
+    from fxdsp.kernels import compressor as k
+
+    rng = np.random.default_rng(6)
+    for dtype in (np.float32, np.float64):
+        c = (-30.0 * rng.random((5, 400)) * (rng.random((5, 400)) < 0.3)).astype(dtype)
+        a_att, a_rel = rng.uniform(0.5, 0.99, 5), rng.uniform(0.9, 0.999, 5)
+        outs = []
+        for forward in (k.forward_cpu, k._forward_serial):
+            g, m = np.empty_like(c), np.empty(c.shape, np.uint8)
+            forward(c, a_att, a_rel, g, m)
+            outs.append((g, m))
+        assert np.array_equal(outs[0][0], outs[1][0]) and np.array_equal(outs[0][1], outs[1][1])
+        g, m = outs[0]
+        # the recursion written out for one row, in float64
+        prev, want = 0.0, []
+        for n in range(c.shape[1]):
+            a = a_att[3] if c[3, n] < prev else a_rel[3]
+            prev = a * prev + (1 - a) * float(c[3, n])
+            want.append(prev)
+        np.testing.assert_allclose(g[3], np.array(want, dtype=dtype), rtol=1e-6, atol=1e-6)
+        grad_g = rng.normal(size=c.shape).astype(dtype)
+        grads = []
+        for backward in (k.backward_cpu, k._backward_serial):
+            gc, ga, gr = np.empty_like(c), np.empty(5), np.empty(5)
+            backward(grad_g, g, c, m, a_att, a_rel, gc, ga, gr)
+            grads.append((gc, ga, gr))
+        for x, y in zip(grads[0], grads[1], strict=True):
+            assert np.array_equal(x, y)
+
+
+def test_warm_up_compiles_both_dtypes() -> None:
+    """In a fresh process (nothing compiled yet), warm_up() leaves float32 and float64 builds of
+    both CPU kernels."""
+    from fxdsp.kernels import compressor as k
+
+    k.warm_up()  # here too: under NUMBA_DISABLE_JIT (mutation testing) only the calls are checked
+    proc = run_python(
+        """
+        from fxdsp.kernels import compressor as k
+        k.warm_up()
+        for kernel in (k.forward_cpu, k.backward_cpu):
+            print(sorted({str(sig[0].dtype) for sig in kernel.signatures}))
+        """
+    )
+    if os.environ.get("NUMBA_DISABLE_JIT") == "1":
+        assert proc.returncode != 0 and "signatures" in proc.stderr  # plain Python functions
+        return
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["['float32', 'float64']"] * 2, proc.stdout
