@@ -601,3 +601,31 @@ def test_warm_up_compiles_both_dtypes() -> None:
         return
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:2] == ["['float32', 'float64']"] * 2, proc.stdout
+
+
+def test_kernel_inputs_and_second_order_are_refused_with_exact_messages() -> None:
+    from fxdsp.kernels.compressor import smooth_gain_forward
+
+    c = torch.zeros(2, 8, dtype=torch.float64)
+    a = torch.full((2,), 0.5, dtype=torch.float64)
+    cases = [
+        ((torch.zeros(8), a, a), "c must be (batch, samples), got shape (8,)"),
+        ((c.half(), a, a), "c must be float32 or float64, got torch.float16"),
+        ((c, a[:1], a), "alpha_a must be (2,), got shape (1,)"),
+        ((c, a, torch.full((3,), 0.5)), "alpha_r must be (2,), got shape (3,)"),
+        ((c, a.to("meta"), a), "alpha_a is on meta but c is on cpu"),
+    ]
+    for args, message in cases:
+        with pytest.raises(ValueError) as info:
+            smooth_gain_forward(*args)
+        assert str(info.value) == message
+    g, mask = smooth_gain_forward(c - 6.0, a, a)
+    assert g.dtype == torch.float64 and mask.dtype == torch.uint8 and mask.shape == (2, 8)
+    x = (c - 6.0).requires_grad_(True)
+    with pytest.raises(RuntimeError) as info:
+        torch.autograd.grad(smooth_gain(x, a, a).square().sum(), x, create_graph=True)
+    assert str(info.value) == (
+        "the compressor's gain smoother (fxdsp.kernels.compressor.smooth_gain) has no "
+        "second-order gradient: backward with create_graph=True, double backward and "
+        "gradgradcheck are not supported (the first-order gradient is exact)"
+    )
