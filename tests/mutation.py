@@ -50,12 +50,30 @@ def load_equivalent() -> list[dict[str, str]]:
     when a function changes."""
     if not EQUIVALENT_FILE.exists():
         return []
-    entries = tomllib.loads(EQUIVALENT_FILE.read_text()).get("equivalent", [])
+    listed = tomllib.loads(EQUIVALENT_FILE.read_text())
+    entries = listed.get("equivalent", [])
     for entry in entries:
         missing = {"module", "original", "mutated", "reason"} - set(entry)
         if missing:
             raise SystemExit(f"{EQUIVALENT_FILE}: an entry lacks {sorted(missing)}: {entry}")
+    for block in listed.get("not_measurable_block", []):
+        missing = {"module", "first", "last", "reason"} - set(block)
+        if missing or not block.get("reason", "").startswith(NOT_MEASURABLE):
+            raise SystemExit(
+                f"{EQUIVALENT_FILE}: a block needs module, first, last and a reason that starts "
+                f"with {NOT_MEASURABLE!r}: {block}"
+            )
+        entries.append({**block, "block": True})
     return entries
+
+
+def block_lines(entry: dict[str, str]) -> tuple[int, int] | None:
+    """1-based ``(first, last)`` lines of a listed block in the module's current source (each
+    line must be there once), or None."""
+    source = [line.strip() for line in (ROOT / entry["module"]).read_text().splitlines()]
+    if source.count(entry["first"]) != 1 or source.count(entry["last"]) != 1:
+        return None
+    return source.index(entry["first"]) + 1, source.index(entry["last"]) + 1
 
 
 def equivalent_reason(module: str, mutant: dict, equivalent: list[dict[str, str]]) -> str | None:
@@ -64,6 +82,11 @@ def equivalent_reason(module: str, mutant: dict, equivalent: list[dict[str, str]
     removed = [line[1:].strip() for line in mutant.get("diff", "").splitlines() if line[:1] == "-"]
     original = mutant.get("original", removed[0] if removed else "")
     for entry in equivalent:
+        if entry.get("block"):
+            span = block_lines(entry) if entry["module"] == module else None
+            if span and mutant.get("line") and span[0] <= mutant["line"] <= span[1]:
+                return entry["reason"]
+            continue
         if (
             entry["module"] == module
             and entry["original"] == original

@@ -619,6 +619,10 @@ def test_kernel_inputs_and_second_order_are_refused_with_exact_messages() -> Non
         with pytest.raises(ValueError) as info:
             smooth_gain_forward(*args)
         assert str(info.value) == message
+    meta = torch.zeros(2, 8, device="meta")
+    with pytest.raises(ValueError) as info:
+        smooth_gain_forward(meta, a.to("meta"), a.to("meta"))
+    assert str(info.value) == "the compressor kernel runs on CPU or CUDA tensors, not meta"
     g, mask = smooth_gain_forward(c - 6.0, a, a)
     assert g.dtype == torch.float64 and mask.dtype == torch.uint8 and mask.shape == (2, 8)
     x = (c - 6.0).requires_grad_(True)

@@ -66,6 +66,10 @@ def test_every_listed_equivalent_names_a_mutated_module_line_that_exists(tool) -
     assert entries, "tests/mutation_equivalent.toml lists no equivalent mutant"
     for entry in entries:
         assert entry["module"] in table, entry
+        if entry.get("block"):  # a block of lines: both ends there once, in order
+            span = tool.block_lines(entry)
+            assert span is not None and span[0] < span[1], entry
+            continue
         source = [line.strip() for line in (ROOT / entry["module"]).read_text().splitlines()]
         assert entry["original"] in source, (entry["module"], entry["original"])
         assert entry["mutated"] != entry["original"] and len(entry["reason"]) > 20, entry
@@ -131,3 +135,18 @@ def test_report_tells_not_measurable_from_equivalent(tool, tmp_path, monkeypatch
     lines = tool.write_report(listed).read_text().splitlines()
     assert "equivalent: same" in lines and "not measurable: under mutmut: a frame more" in lines
     assert "| fxdsp/a.py | 2 | 2 | 0 | 0 | 2 | 0 | 2 | 0.0 % | 0.0 % | 1 s | 2026-12-01 |" in lines
+
+
+def test_a_listed_block_covers_the_survivors_on_its_lines_only(tool) -> None:
+    module = "fxdsp/kernels/compressor.py"
+    block = {"module": module, "first": "if not _numba_cuda_usable():",
+             "last": "kernel[blocks, _CUDA_THREADS, stream](*arrays)",
+             "reason": "Not measurable here", "block": True}  # fmt: skip
+    first, last = tool.block_lines(block)
+    inside = {"status": "survived", "line": first + 2, "diff": "-    a\n+    b"}
+    after = {"status": "survived", "line": last + 1, "diff": "-    a\n+    b"}
+    killed = {"status": "killed", "line": first + 2}
+    assert tool.equivalent_reason(module, inside, [block]) == "Not measurable here"
+    assert tool.equivalent_reason(module, after, [block]) is None
+    assert tool.equivalent_reason(module, killed, [block]) is None
+    assert tool.equivalent_reason("fxdsp/other.py", inside, [block]) is None
