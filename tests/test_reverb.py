@@ -597,3 +597,45 @@ def test_the_requested_device_reaches_the_batch_and_the_seeds(
     monkeypatch.setattr(rv, "as_seed", seed_on)
     rv.reverb_impulse_response(SR, 0.2, 1.0, 0.5, 4, device="cpu", length=256)
     assert asked == ["cpu", torch.device("cpu")]
+
+
+def test_convolve_errors_name_the_problem_exactly() -> None:
+    x = torch.zeros(2, 2, 64)
+    h = torch.zeros(2, 2, 8)
+    cases = [
+        ([0.5, 0.5], "impulse_response must be a torch.Tensor, got list"),
+        (h.int(), "impulse_response must be floating point, got dtype torch.int32"),
+        (h.to("meta"), "impulse_response is on meta but the audio is on cpu"),
+        (torch.zeros(1, 2, 2, 8),
+         "impulse_response must be (taps,), (channels, taps) or (batch, channels, taps), got "
+         "shape (1, 2, 2, 8)"),
+        (torch.zeros(2, 2, 0), "impulse_response has no taps"),
+        (torch.zeros(3, 2, 8), "impulse_response batch 3 does not match the audio's 2"),
+        (torch.zeros(2, 3, 8), "impulse_response has 3 channels; the audio has 2 (use 1 or 2)"),
+    ]  # fmt: skip
+    for bad, message in cases:
+        with pytest.raises(ValueError) as info:
+            convolve(x, bad)  # type: ignore[arg-type]
+        assert str(info.value) == message
+    with pytest.raises(ValueError) as info:
+        convolve(x, torch.full((8,), float("nan")))
+    assert str(info.value).startswith("impulse_response ")
+    # A one-tap impulse response is a gain: the convolution is exact.
+    y = convolve(x + 1.0, torch.tensor([0.5]))
+    assert torch.equal(y, torch.full_like(x, 0.5))
+
+
+def test_ir_length_default_formula_and_limits_exactly() -> None:
+    from fxdsp.functional.reverb import MAX_IR_SECONDS
+
+    ir = reverb_impulse_response(SR, torch.tensor([0.5, 1.0]), torch.tensor([30.0, 10.0]), 0.5, 1)
+    # the item that needs the longest: 10 ms + 1.5 · 1 s, not max predelay + max rt60
+    assert ir.shape[-1] == math.ceil((0.010 + TAIL_RT60_FACTOR * 1.0) * SR)
+    assert reverb_impulse_response(SR, 0.5, 0.0, 0.5, 1, length=1).shape == (1, 2, 1)
+    too_long = math.floor(MAX_IR_SECONDS * SR) + 1
+    with pytest.raises(ValueError) as info:
+        reverb_impulse_response(SR, 0.5, 0.0, 0.5, 1, length=too_long)
+    assert str(info.value) == (
+        f"length={too_long} samples ({too_long / SR:.4g} s) is above the maximum IR length "
+        f"MAX_IR_SECONDS={MAX_IR_SECONDS:g} s ({too_long - 1} samples at {SR:g} Hz)"
+    )
