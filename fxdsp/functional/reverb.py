@@ -330,7 +330,8 @@ def reverb_impulse_response(
         length: IR length in samples for the whole batch. Default:
             ``ceil(max over items of (predelay_ms / 1000 + TAIL_RT60_FACTOR · rt60_s) ·
             sample_rate)`` (90 dB of decay for the item that needs the longest). Items whose
-            tail is cut short by a small ``length`` are normalized after the cut. At most ``MAX_IR_SECONDS · sample_rate``.
+            tail is cut short by a small ``length`` are normalized after the cut. At most
+            ``MAX_IR_SECONDS · sample_rate``.
         device: device of the result (default: that of the tensor parameters, else CPU).
         dtype: floating dtype (default: that of the floating tensor parameters, else torch's
             default dtype).
