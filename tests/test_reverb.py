@@ -639,3 +639,25 @@ def test_ir_length_default_formula_and_limits_exactly() -> None:
         f"length={too_long} samples ({too_long / SR:.4g} s) is above the maximum IR length "
         f"MAX_IR_SECONDS={MAX_IR_SECONDS:g} s ({too_long - 1} samples at {SR:g} Hz)"
     )
+
+
+def test_overflow_is_reported_by_the_effect_that_overflowed() -> None:
+    """float16 audio whose convolution or reverb exceeds float16's range is refused, named; a
+    float32 input scaled by a power of two (peak above 2) that overflows float32 too."""
+    loud16 = torch.full((1, 2, 256), 30000.0, dtype=torch.float16)
+    with pytest.raises(ValueError) as info:
+        convolve(loud16, torch.ones(8))
+    assert str(info.value) == (
+        "convolve: the result overflows torch.float16 (its largest values exceed 6.55e+04); "
+        "scale the input down"
+    )
+    huge = torch.full((1, 2, 256), 3e38)  # float32, peak above 2: computed scaled
+    with pytest.raises(ValueError) as info:
+        convolve(huge, torch.ones(8))
+    assert str(info.value).startswith("convolve: the result overflows torch.float32")
+    with pytest.raises(ValueError) as info:
+        convolve(torch.ones(1, 2, 256), torch.full((8,), 3e38))  # the IR scaled, not the audio
+    assert str(info.value).startswith("convolve: the result overflows torch.float32")
+    with pytest.raises(ValueError) as info:
+        reverb(huge, SR, 0.3, 0.0, 0.5, 1.0, 1, ir_length=512)
+    assert str(info.value).startswith("reverb: the result overflows torch.float32")
