@@ -455,7 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     elif not args.report_only:
         mutmut = mutmut_path()
         for module in modules:
-            if args.recheck and can_recheck(module):
+            # A direct recheck finds each mutant's line by its text in the current source, so
+            # an edit elsewhere in the module (a docstring) does not force a full mutmut run.
+            direct_ok = args.direct and result_path(module).exists()
+            if args.recheck and (can_recheck(module) or direct_ok):
                 kept = json.loads(result_path(module).read_text())
                 skip = NOT_REPORTED if args.survivors_only else NOT_REPORTED[:-1]
                 names = [  # listed equivalents need no second look
