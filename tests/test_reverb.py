@@ -628,8 +628,11 @@ def test_convolve_errors_name_the_problem_exactly() -> None:
 def test_ir_length_default_formula_and_limits_exactly() -> None:
     from fxdsp.functional.reverb import MAX_IR_SECONDS
 
+    ir = reverb_impulse_response(SR, torch.tensor([0.5, 1.0]), torch.tensor([30.0, 40.0]), 0.5, 1)
+    # the item that needs the longest: 40 ms + 1.5 · 1 s
+    assert ir.shape[-1] == math.ceil((0.040 + TAIL_RT60_FACTOR * 1.0) * SR)
     ir = reverb_impulse_response(SR, torch.tensor([0.5, 1.0]), torch.tensor([30.0, 10.0]), 0.5, 1)
-    # the item that needs the longest: 10 ms + 1.5 · 1 s, not max predelay + max rt60
+    # ... here 10 ms + 1.5 · 1 s, not max predelay + max rt60
     assert ir.shape[-1] == math.ceil((0.010 + TAIL_RT60_FACTOR * 1.0) * SR)
     assert reverb_impulse_response(SR, 0.5, 0.0, 0.5, 1, length=1).shape == (1, 2, 1)
     too_long = math.floor(MAX_IR_SECONDS * SR) + 1
@@ -661,3 +664,30 @@ def test_overflow_is_reported_by_the_effect_that_overflowed() -> None:
     with pytest.raises(ValueError) as info:
         reverb(huge, SR, 0.3, 0.0, 0.5, 1.0, 1, ir_length=512)
     assert str(info.value).startswith("reverb: the result overflows torch.float32")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_band_masks_against_their_definition(dtype: torch.dtype) -> None:
+    """Per crossover f_c: s(f) = sin²(π/2 · clip(log2(f / f_c) + 1/2, 0, 1)) (0 half an octave
+    below, 1 half an octave above, 1/2 at f_c); band b = s_{b-1} - s_b with s_{-1} = 1 and
+    s_{last} = 0: masks that sum to 1 per bin. A float64 loop on the FFT bins."""
+    from fxdsp.functional.reverb import BAND_CROSSOVERS_HZ, _band_masks, _frame_size
+
+    sr = 48000.0
+    n_fft = _frame_size(sr)
+    assert n_fft == 1024 and _frame_size(44100.0) == 1024 and _frame_size(8000.0) == 256
+    assert _frame_size(100.0) == 16  # at least 16
+    masks = _band_masks(sr, n_fft, torch.device("cpu"), dtype)
+    assert masks.dtype == dtype and masks.shape == (len(BAND_CROSSOVERS_HZ) + 1, n_fft // 2 + 1)
+    want = np.zeros(tuple(masks.shape))
+    for k in range(n_fft // 2 + 1):
+        f = max(k * sr / n_fft, 1e-3)
+        s = [1.0]
+        for fc in BAND_CROSSOVERS_HZ:
+            pos = min(max(math.log2(f / fc) + 0.5, 0.0), 1.0)
+            s.append(math.sin(math.pi / 2 * pos) ** 2)
+        s.append(0.0)
+        for b in range(len(BAND_CROSSOVERS_HZ) + 1):
+            want[b, k] = s[b] - s[b + 1]
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    np.testing.assert_allclose(masks.double().numpy(), want, rtol=0, atol=tol)
