@@ -52,6 +52,18 @@ def _write_track(folder: Path, track: int) -> None:
         sf.write(folder / f"{stem}.wav", _stem_audio(track, s), SR, subtype="PCM_16")
 
 
+def _song(root: Path, name: str, stems: dict[str, np.ndarray], subtype: str = "FLOAT") -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    for stem, audio in stems.items():
+        sf.write(folder / f"{stem}.wav", audio, SR, subtype=subtype)
+    return folder
+
+
+def _all_stems(audio: np.ndarray) -> dict[str, np.ndarray]:
+    return {stem: audio for stem in STEMS}
+
+
 @pytest.fixture
 def musdb(tmp_path: Path) -> Path:
     root = tmp_path / "musdb"
@@ -330,8 +342,6 @@ def test_cached_segments_match_the_source_samples_within_int16_quantisation(
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "levels"
-    folder = root / "song"
-    folder.mkdir(parents=True)
     # A stem beyond full scale (float wav), a nearly full-scale one, a quiet one, and noise.
     rng = np.random.default_rng(0)
     sources = {
@@ -340,8 +350,7 @@ def test_cached_segments_match_the_source_samples_within_int16_quantisation(
         "other": _sine(0.01, 1234.0),
         "vocals": np.clip(0.3 * rng.standard_normal((round(SECONDS * SR), 2)), -0.95, 0.95),
     }
-    for stem, audio in sources.items():
-        sf.write(folder / f"{stem}.wav", audio, SR, subtype="FLOAT")
+    _song(root, "song", sources)
     ds = SegmentDataset(
         MultitrackDataset(root, "all"),
         SEGMENT,
@@ -368,16 +377,13 @@ def test_cached_segments_match_the_source_samples_within_int16_quantisation(
 
 def test_silence_gate_is_exact_at_the_threshold(tmp_path: Path) -> None:
     root = tmp_path / "gate"
-    folder = root / "song"
-    folder.mkdir(parents=True)
     gate = -40.0
 
     def at_db(level_db: float) -> np.ndarray:
         return _sine(np.sqrt(2.0) * 10 ** (level_db / 20))  # RMS of a sine = amplitude / sqrt 2
 
     levels = {"drums": gate - 0.2, "bass": gate + 0.2, "other": gate - 3.0, "vocals": gate + 3.0}
-    for stem, level in levels.items():
-        sf.write(folder / f"{stem}.wav", at_db(level), SR, subtype="FLOAT")
+    _song(root, "song", {stem: at_db(level) for stem, level in levels.items()})
     ds = SegmentDataset(
         MultitrackDataset(root, "all"),
         SEGMENT,
@@ -398,16 +404,13 @@ def test_jittered_and_randomly_drawn_segments_pass_the_silence_gate(tmp_path: Pa
     jittered offset or a random draw that lands on quieter audio than ``silence_db`` is refused
     (the same exact gate as the index's, at 0.2 dB)."""
     root = tmp_path / "halves"
-    folder = root / "song"
-    folder.mkdir(parents=True)
     gate = -40.0
     # The last loud grid segment (offset 7 hops = 38584) has only 10 % of its samples before the
     # boundary: just loud enough, so half of its jittered moves (±hop/2) would be too quiet.
     boundary = 7 * 5512 + 1100
     audio = _sine(np.sqrt(2.0) * 10 ** ((gate + 3.0) / 20))
     audio[boundary:] *= 10 ** (-3.2 / 20)
-    for stem in STEMS:
-        sf.write(folder / f"{stem}.wav", audio, SR, subtype="FLOAT")
+    _song(root, "song", _all_stems(audio))
     ds = SegmentDataset(
         MultitrackDataset(root, "all"), SEGMENT, silence_db=gate, cache_dir=tmp_path / "cache"
     )
@@ -487,18 +490,6 @@ def test_jitter_is_the_documented_uniform_draw(musdb: Path, tmp_path: Path) -> N
 
 
 # -- the segment cache, argument by argument ---------------------------------------------------
-def _song(root: Path, name: str, stems: dict[str, np.ndarray], subtype: str = "FLOAT") -> Path:
-    folder = root / name
-    folder.mkdir(parents=True)
-    for stem, audio in stems.items():
-        sf.write(folder / f"{stem}.wav", audio, SR, subtype=subtype)
-    return folder
-
-
-def _all_stems(audio: np.ndarray) -> dict[str, np.ndarray]:
-    return {stem: audio for stem in STEMS}
-
-
 def test_durations_are_whole_positive_sample_counts() -> None:
     from fxdata.datasets import _samples
 
