@@ -63,7 +63,7 @@ def load_equivalent() -> list[dict[str, str]]:
                 f"{EQUIVALENT_FILE}: a block needs module, first, last and a reason that starts "
                 f"with {NOT_MEASURABLE!r}: {block}"
             )
-        entries.append({**block, "block": True})
+        entries.append({**block, "block": True, "span": block_lines(block)})
     return entries
 
 
@@ -79,11 +79,11 @@ def block_lines(entry: dict[str, str]) -> tuple[int, int] | None:
 def equivalent_reason(module: str, mutant: dict, equivalent: list[dict[str, str]]) -> str | None:
     if mutant["status"] != "survived":
         return None
-    removed = [line[1:].strip() for line in mutant.get("diff", "").splitlines() if line[:1] == "-"]
-    original = mutant.get("original", removed[0] if removed else "")
+    _, removed, _ = diff_lines(mutant.get("diff", ""))
+    original = mutant.get("original", removed[0].strip() if removed else "")
     for entry in equivalent:
         if entry.get("block"):
-            span = block_lines(entry) if entry["module"] == module else None
+            span = entry["span"] if entry["module"] == module else None
             if span and mutant.get("line") and span[0] <= mutant["line"] <= span[1]:
                 return entry["reason"]
             continue
@@ -102,10 +102,10 @@ def status_of(exit_code: int | None) -> str:
     return status_by_exit_code[exit_code]
 
 
-#: Statuses that need no look at the mutant: a test caught it, or it was never run.
-# A listed survivor whose reason starts so cannot be told apart under the tool (not by a test
-# either); it leaves the denominator like an equivalent one and the report says which it is.
+#: A listed survivor whose reason starts so cannot be told apart under the tool (not by a test
+#: either); it leaves the denominator like an equivalent one and the report says which it is.
 NOT_MEASURABLE = "Not measurable"
+#: Statuses that need no look at the mutant: a test caught it, or it was never run.
 NOT_REPORTED = ("killed", "timeout", "skipped", "not checked")
 
 
@@ -195,6 +195,22 @@ def run_module(module: str, tests: list[str], mutmut: str, only: list[str] | Non
     return collect(module, tests, mutmut, time.monotonic() - start, "NUMBA_DISABLE_JIT" not in env)
 
 
+def show(mutmut: str, work: Path, name: str) -> str:
+    """mutmut's diff of mutant ``name`` in the work copy ``work``."""
+    return subprocess.run([mutmut, "show", name], cwd=work, capture_output=True, text=True).stdout
+
+
+def diff_lines(diff: str) -> tuple[list[str], list[str], list[str]]:
+    """``(body, removed, added)`` of a mutant's diff: its changed lines with their +/- marks, and
+    the removed and added lines without them (indentation kept)."""
+    body = [ln for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+    return (
+        body,
+        [ln[1:] for ln in body if ln.startswith("-")],
+        [ln[1:] for ln in body if ln.startswith("+")],
+    )
+
+
 def collect(module: str, tests: list[str], mutmut: str, wall: float, jit: bool) -> dict:
     """The result of the work copy's mutmut run (a run cut short keeps its unchecked mutants
     as "not checked", which --recheck runs)."""
@@ -208,16 +224,8 @@ def collect(module: str, tests: list[str], mutmut: str, wall: float, jit: bool) 
     for name, code in sorted(codes.items()):
         entry = {"name": name, "status": status_of(code)}
         if entry["status"] not in NOT_REPORTED:
-            diff = subprocess.run(
-                [mutmut, "show", name], cwd=work, capture_output=True, text=True
-            ).stdout
-            body = [
-                line
-                for line in diff.splitlines()
-                if line[:1] in "+-" and line[:3] not in ("+++", "---")
-            ]
-            removed = [line[1:].strip() for line in body if line.startswith("-")]
-            added = [line[1:].strip() for line in body if line.startswith("+")]
+            body, removed, added = diff_lines(show(mutmut, work, name))
+            removed, added = [ln.strip() for ln in removed], [ln.strip() for ln in added]
             entry["line"] = next(
                 (i + 1 for i, text in enumerate(source) if removed and text.strip() == removed[0]),
                 None,
@@ -336,12 +344,8 @@ def mutant_lines(module: str, mutant: dict, mutmut: str) -> tuple[str, str, int 
     """``(original, mutated, line)`` of a one-line mutant (``line`` None if it is not one)."""
     diff = mutant.get("diff")
     if diff is None:  # a mutant never reported: ask mutmut's work copy
-        diff = subprocess.run(
-            [mutmut, "show", mutant["name"]], cwd=work_dir(module), capture_output=True, text=True
-        ).stdout
-    body = [ln for ln in diff.splitlines() if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
-    removed = [ln[1:] for ln in body if ln.startswith("-")]
-    added = [ln[1:] for ln in body if ln.startswith("+")]
+        diff = show(mutmut, work_dir(module), mutant["name"])
+    _, removed, added = diff_lines(diff)
     if len(removed) != 1 or len(added) != 1:
         return "", "", None
     source = (ROOT / module).read_text().splitlines()
@@ -394,12 +398,11 @@ def direct_recheck(module: str, tests: list[str], result: dict, names: list[str]
             status = "timeout"
         finally:
             target.write_text(pristine)
-        removed_stripped, added_stripped = original.strip(), mutated.strip()
         mutant.update(
             status=status,
             line=line,
-            original=removed_stripped,
-            mutated=added_stripped,
+            original=original.strip(),
+            mutated=mutated.strip(),
             diff=f"-{original}\n+{mutated}",
             checked_by="direct",
         )

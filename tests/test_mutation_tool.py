@@ -67,7 +67,7 @@ def test_every_listed_equivalent_names_a_mutated_module_line_that_exists(tool) -
     for entry in entries:
         assert entry["module"] in table, entry
         if entry.get("block"):  # a block of lines: both ends there once, in order
-            span = tool.block_lines(entry)
+            span = entry["span"]
             assert span is not None and span[0] < span[1], entry
             continue
         source = [line.strip() for line in (ROOT / entry["module"]).read_text().splitlines()]
@@ -142,7 +142,7 @@ def test_a_listed_block_covers_the_survivors_on_its_lines_only(tool) -> None:
     block = {"module": module, "first": "if not _numba_cuda_usable():",
              "last": "kernel[blocks, _CUDA_THREADS, stream](*arrays)",
              "reason": "Not measurable here", "block": True}  # fmt: skip
-    first, last = tool.block_lines(block)
+    block["span"] = first, last = tool.block_lines(block)
     inside = {"status": "survived", "line": first + 2, "diff": "-    a\n+    b"}
     after = {"status": "survived", "line": last + 1, "diff": "-    a\n+    b"}
     killed = {"status": "killed", "line": first + 2}
