@@ -48,6 +48,7 @@ from fxencoder.trainer_base import RANK_SEED_STRIDE, TrainerBase, check_schedule
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "MILD_CHAIN",
     "EncoderTrainer",
     "TrainConfig",
     "effect_scores",
@@ -75,6 +76,25 @@ PREMIX_CHAIN: dict[str, Any] = {
         "imager.width": [0.6, 1.4],
         "reverb.rt60_s": [0.3, 1.5],
         "reverb.mix": [0.05, 0.3],
+        "gain.gain_db": [-6.0, 6.0],
+    },
+}
+
+
+#: The default mild styles (:attr:`TrainConfig.mild`): the reference chain's effects and
+#: probabilities with the ranges most finished mixes stay inside (EQ ±12 dB, ratios 1.5–10
+#: above -40 dBFS, width 0.5–1.5, wet 5–50 % of 0.3–2 s, gain ±6 dB) where the reference
+#: draws its styles from extremes (ratios 4–40 above -80 dBFS, wet 50–100 %, ...): an encoder
+#: trained on the extremes alone has never had to tell two mild styles apart. Stored in the
+#: config when used, as :data:`PREMIX_CHAIN` is.
+MILD_CHAIN: dict[str, Any] = {
+    "ranges": {
+        "eq.gain_db": [-12.0, 12.0],
+        "compressor.threshold_db": [-40.0, -5.0],
+        "compressor.ratio": [1.5, 10.0],
+        "imager.width": [0.5, 1.5],
+        "reverb.rt60_s": [0.3, 2.0],
+        "reverb.mix": [0.05, 0.5],
         "gain.gain_db": [-6.0, 6.0],
     },
 }
@@ -110,6 +130,12 @@ class TrainConfig(ConfigBase):
             default) leaves the contents as they are and draws nothing extra.
         premix_chain: the pre-mix's :class:`fxdsp.ChainConfig` as a dict (default
             :data:`PREMIX_CHAIN`: the reference chain's effects at mixing-engineer strength).
+        mild: probability that a step draws its chains from ``mild_chain`` instead of
+            ``chain`` (one choice per step, so a step's negatives are all mild or all
+            reference-strength styles); 0 (the default) draws nothing extra. The auxiliary
+            head's targets stay normalized by ``chain``'s ranges (clamped to [0, 1]).
+        mild_chain: the mild styles' :class:`fxdsp.ChainConfig` as a dict (default
+            :data:`MILD_CHAIN`).
         probe_every: steps between per-effect scores (the scheduler's input; also logged).
         chain: a :class:`fxdsp.ChainConfig` as a dict (default: the reference chain).
         grad_clip: gradient-norm clip.
@@ -133,6 +159,8 @@ class TrainConfig(ConfigBase):
     prob_schedule: bool = False
     premix: float = 0.0
     premix_chain: dict[str, Any] = field(default_factory=dict)
+    mild: float = 0.0
+    mild_chain: dict[str, Any] = field(default_factory=dict)
     probe_every: int = 100
     chain: dict[str, Any] = field(default_factory=dict)
     grad_clip: float = 5.0
@@ -153,10 +181,11 @@ class TrainConfig(ConfigBase):
         check_number("aux_weight", self.aux_weight, low=0.0)
         check_number("crop_min", self.crop_min, low=0.0, low_open=True, high=1.0)
         check_number("premix", self.premix, low=0.0, high=1.0)
+        check_number("mild", self.mild, low=0.0, high=1.0)
         for name in ("fxnorm", "prob_schedule"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("model_overrides", "chain", "premix_chain"):
+        for name in ("model_overrides", "chain", "premix_chain", "mild_chain"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
         self.model_config()  # validates the preset and the overrides
@@ -164,6 +193,9 @@ class TrainConfig(ConfigBase):
         if self.premix > 0 and not self.premix_chain:
             object.__setattr__(self, "premix_chain", copy.deepcopy(PREMIX_CHAIN))
         self.premix_chain_config()
+        if self.mild > 0 and not self.mild_chain:
+            object.__setattr__(self, "mild_chain", copy.deepcopy(MILD_CHAIN))
+        self.mild_chain_config()
 
     def model_config(self) -> FXEncoderConfig:
         """The encoder's config: the preset, the overrides, and the auxiliary head's size."""
@@ -181,6 +213,11 @@ class TrainConfig(ConfigBase):
     def premix_chain_config(self) -> fxdsp.ChainConfig:
         """The pre-mix's chain config (:data:`PREMIX_CHAIN` unless ``premix_chain`` is set)."""
         spec = dict(self.premix_chain) if self.premix_chain else PREMIX_CHAIN
+        return fxdsp.ChainConfig.from_dict(spec).replace(sample_rate=self._sample_rate())
+
+    def mild_chain_config(self) -> fxdsp.ChainConfig:
+        """The mild styles' chain config (:data:`MILD_CHAIN` unless ``mild_chain`` is set)."""
+        spec = dict(self.mild_chain) if self.mild_chain else MILD_CHAIN
         return fxdsp.ChainConfig.from_dict(spec).replace(sample_rate=self._sample_rate())
 
     def _sample_rate(self) -> float:
@@ -370,6 +407,7 @@ class EncoderTrainer(TrainerBase):
         self.model_config = config.model_config()
         self.chain = config.chain_config()
         self.premix_chain = config.premix_chain_config() if config.premix > 0 else None
+        self.mild_chain = config.mild_chain_config() if config.mild > 0 else None
         self.space = ParamSpace(self.chain)
         self.param_effect = torch.tensor(
             [EFFECTS.index(name.split(".")[0]) for name in self.space.names], dtype=torch.int64
@@ -402,9 +440,13 @@ class EncoderTrainer(TrainerBase):
         s, rows, contents = self.sampler.draw(self.gen)
         stem = str(self.dataset.stems[s])
         stem_name = stem if stem in STEMS else None
+        chain, mild = self.chain, False
+        if self.mild_chain is not None:  # one choice per step, drawn only when mild > 0
+            mild = float(torch.rand((), generator=self.gen)) < c.mild
+            chain = self.mild_chain if mild else self.chain
         params = fxdsp.sample_params(
             c.draws, stems=stem_name, probabilities=self.probabilities(), generator=self.gen,
-            config=self.chain,
+            config=chain,
         )  # fmt: skip
         contents = contents.to(self.device)
         if c.fxnorm:
@@ -420,7 +462,7 @@ class EncoderTrainer(TrainerBase):
         views = _crop(y, self.gen, c.crop_min)
         return {
             "views": views, "labels": labels, "content_ids": content_ids, "params": p,
-            "stem": stem, "rows": rows, "contents": contents,
+            "stem": stem, "rows": rows, "contents": contents, "mild": mild,
         }  # fmt: skip
 
     def premix(self, contents: Tensor, stem: str | None) -> Tensor:
@@ -452,6 +494,8 @@ class EncoderTrainer(TrainerBase):
         logs["loss/total"] = float(total.detach())
         stats = similarity_stats(z.detach(), batch["labels"], batch["content_ids"])
         logs.update({f"batch/{k}": v for k, v in stats.items()})
+        if self.mild_chain is not None:
+            logs["batch/mild"] = float(batch["mild"])
         return total, logs
 
     def step(self) -> dict[str, float]:

@@ -267,7 +267,7 @@ def _config(**changes) -> TrainConfig:
 
 
 def test_resume_is_exact(data, tmp_path: Path) -> None:
-    cfg = _config(aux_weight=0.5, prob_schedule=True, probe_every=2, premix=0.5)
+    cfg = _config(aux_weight=0.5, prob_schedule=True, probe_every=2, premix=0.5, mild=0.5)
     straight = EncoderTrainer(cfg, data)
     losses = [straight.step()["loss/total"] for _ in range(4)]
     first = EncoderTrainer(cfg, data)
@@ -358,6 +358,52 @@ def test_premix_gives_each_content_its_own_mild_draw(data) -> None:
         _config(premix=1.5)
     with pytest.raises(ValueError, match="premix_chain"):
         _config(premix=0.5, premix_chain=[1, 2])
+
+
+def test_mild_styles_replace_a_steps_chains_with_probability_mild(data) -> None:
+    from fxencoder.training import MILD_CHAIN
+
+    mild_chain = {"ranges": {**MILD_CHAIN["ranges"], **SHORT_CHAIN["ranges"]}}
+    # mild = 1: every step's chains come from the mild ranges, replayed by hand from the
+    # generator's state (the step's choice first, then the draws).
+    trainer = EncoderTrainer(_config(mild=1.0, mild_chain=mild_chain), data)
+    state = trainer.gen.get_state()
+    batch = trainer.make_batch()
+    assert batch["mild"] is True
+    replay = EncoderTrainer(_config(mild=1.0, mild_chain=mild_chain), data)
+    replay.gen.set_state(state)
+    replay.sampler.draw(replay.gen)
+    assert float(torch.rand((), generator=replay.gen)) < 1.0
+    drawn = fxdsp.sample_params(3, stems=batch["stem"], generator=replay.gen,
+                                config=trainer.config.mild_chain_config())  # fmt: skip
+    for key, value in drawn.values.items():
+        torch.testing.assert_close(batch["params"].values[key][:3], value, msg=key)
+    for key in ("compressor.ratio", "reverb.mix", "gain.gain_db"):
+        low, high = MILD_CHAIN["ranges"][key]
+        values = batch["params"].values[key]
+        assert low <= float(values.min()) and float(values.max()) <= high, key
+    # The reference chain draws ratios from 4 to 40; mild ones stay at or below 10.
+    assert float(batch["params"].values["compressor.ratio"].max()) <= 10.0
+    # About a fraction `mild` of the steps are mild.
+    some = EncoderTrainer(_config(mild=0.3, mild_chain=mild_chain), data)
+    flags = []
+    for _ in range(200):
+        flags.append(some.make_batch()["mild"])
+    assert abs(np.mean(flags) - 0.3) < 4 * math.sqrt(0.3 * 0.7 / 200)
+    # mild = 0 draws nothing extra: the batch is the plain run's, bit for bit.
+    plain = EncoderTrainer(_config(), data).make_batch()
+    zero = EncoderTrainer(_config(mild=0.0), data).make_batch()
+    torch.testing.assert_close(plain["views"], zero["views"], rtol=0, atol=0)
+    assert plain["mild"] is False and zero["mild"] is False
+    # The resolved chain is recorded with the run; a step's figures say whether it was mild.
+    assert _config(mild=0.5).mild_chain == MILD_CHAIN and _config().mild_chain == {}
+    assert TrainConfig.from_dict(trainer.config.to_dict()) == trainer.config
+    assert trainer.step()["batch/mild"] == 1.0
+    assert "batch/mild" not in EncoderTrainer(_config(), data).step()
+    with pytest.raises(ValueError, match="mild"):
+        _config(mild=-0.1)
+    with pytest.raises(ValueError, match="mild_chain"):
+        _config(mild=0.5, mild_chain=[1, 2])
 
 
 def test_training_learns_on_a_tiny_problem(data) -> None:

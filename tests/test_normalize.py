@@ -721,11 +721,16 @@ def _np_stereo_step(x: np.ndarray, target: float, widen_above: float, sr: float)
 
 @pytest.mark.parametrize(
     "case",
-    ["flip_just_below", "no_flip_just_above", "widen_just_above", "keep_just_below", "plain"],
-)
+    ["flip_just_below", "no_flip_just_above", "widen_just_above", "keep_just_below", "plain",
+     "unbalanced_no_flip"],
+)  # fmt: skip
 def test_stereo_step_against_a_float64_reference(wide_stats: FxNormStats, case: str) -> None:
     """Items whose mid fraction sits 20 % inside or outside the flip threshold (1 − 0.975) and
-    just above or below the widening threshold (0.975), against the documented algorithm."""
+    just above or below the widening threshold (0.975), against the documented algorithm; and
+    L = 0.7·a, R = −a, whose mid fraction of the mean channel energy, (0.3 / 2)² / ((0.49 + 1)
+    / 2) = 0.030, is above the flip threshold (0.025) where that of the louder channel's, 0.0225,
+    would not be. Each item in a batch beside a mono one (mid fraction 1): the fractions are
+    the item's own."""
     from fxdsp.normalize import WIDEN_ABOVE
 
     rng = np.random.default_rng(7)
@@ -738,12 +743,17 @@ def test_stereo_step_against_a_float64_reference(wide_stats: FxNormStats, case: 
         "widen_just_above": threshold + 0.2 * (1 - threshold),
         "keep_just_below": threshold - 0.2 * (1 - threshold),
         "plain": 0.7,
+        "unbalanced_no_flip": 0.7,  # replaced below
     }[case]
     mid = math.sqrt(frac) * a / np.linalg.norm(a)
     side = math.sqrt(1 - frac) * b / np.linalg.norm(b)
     x = np.stack([mid + side, mid - side]) * rng.uniform(0.2, 0.5)  # energy below 1
+    if case == "unbalanced_no_flip":
+        x = np.stack([0.7 * a, -a]) * (0.3 / np.abs(a).max())
     want = _np_stereo_step(x, wide_stats.stems["vocals"].mid_fraction, threshold, SR)
-    got = FxNormalizer(wide_stats, steps=("stereo",))(torch.from_numpy(x)[None], "vocals")[0]
+    mono = np.stack([a, a]) * (0.3 / np.abs(a).max())
+    batch = torch.from_numpy(np.stack([x, mono]))
+    got = FxNormalizer(wide_stats, steps=("stereo",))(batch, "vocals")[0]
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-12)
 
 

@@ -666,20 +666,13 @@ def test_overflow_is_reported_by_the_effect_that_overflowed() -> None:
     assert str(info.value).startswith("reverb: the result overflows torch.float32")
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_band_masks_against_their_definition(dtype: torch.dtype) -> None:
+def _band_masks_loop(sr: float, n_fft: int) -> np.ndarray:
     """Per crossover f_c: s(f) = sin²(π/2 · clip(log2(f / f_c) + 1/2, 0, 1)) (0 half an octave
     below, 1 half an octave above, 1/2 at f_c); band b = s_{b-1} - s_b with s_{-1} = 1 and
     s_{last} = 0: masks that sum to 1 per bin. A float64 loop on the FFT bins."""
-    from fxdsp.functional.reverb import BAND_CROSSOVERS_HZ, _band_masks, _frame_size
+    from fxdsp.functional.reverb import BAND_CROSSOVERS_HZ
 
-    sr = 48000.0
-    n_fft = _frame_size(sr)
-    assert n_fft == 1024 and _frame_size(44100.0) == 1024 and _frame_size(8000.0) == 256
-    assert _frame_size(100.0) == 16  # at least 16
-    masks = _band_masks(sr, n_fft, torch.device("cpu"), dtype)
-    assert masks.dtype == dtype and masks.shape == (len(BAND_CROSSOVERS_HZ) + 1, n_fft // 2 + 1)
-    want = np.zeros(tuple(masks.shape))
+    want = np.zeros((len(BAND_CROSSOVERS_HZ) + 1, n_fft // 2 + 1))
     for k in range(n_fft // 2 + 1):
         f = max(k * sr / n_fft, 1e-3)
         s = [1.0]
@@ -689,5 +682,92 @@ def test_band_masks_against_their_definition(dtype: torch.dtype) -> None:
         s.append(0.0)
         for b in range(len(BAND_CROSSOVERS_HZ) + 1):
             want[b, k] = s[b] - s[b + 1]
+    return want
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sr", [48000.0, 44100.0])  # 44100 / 1024 · k is not exact in float32
+def test_band_masks_against_their_definition(dtype: torch.dtype, sr: float) -> None:
+    from fxdsp.functional.reverb import BAND_CROSSOVERS_HZ, _band_masks, _frame_size
+
+    n_fft = _frame_size(sr)
+    assert n_fft == 1024 and _frame_size(44100.0) == 1024 and _frame_size(8000.0) == 256
+    assert _frame_size(100.0) == 16  # at least 16
+    masks = _band_masks(sr, n_fft, torch.device("cpu"), dtype)
+    assert masks.dtype == dtype and masks.shape == (len(BAND_CROSSOVERS_HZ) + 1, n_fft // 2 + 1)
     tol = 1e-6 if dtype == torch.float32 else 1e-12
-    np.testing.assert_allclose(masks.double().numpy(), want, rtol=0, atol=tol)
+    np.testing.assert_allclose(masks.double().numpy(), _band_masks_loop(sr, n_fft), atol=tol,
+                               rtol=0)  # fmt: skip
+
+
+def test_decaying_noise_against_a_float64_loop() -> None:
+    """The reverb's tail, frame by frame in float64 from its definition: frame k's spectrum is
+    uniform noise (``signed_uniform`` of counter channel·2^52 + k·2^20 + j, two bins per j) times
+    Σ_b mask_b(f) · exp(−ln 1000 · t_k / rt60_b), t_k = k · hop / sr, rt60_b = rt60 ·
+    DAMPING_MIN_RATIO^(damping · b / (bands − 1)); an orthonormal inverse FFT, a sine window
+    sin(π (n + ½) / N), and 50 % overlap-add (block m = second half of frame m + first half of
+    frame m + 1). From block 3 on, so the frame index is the absolute one."""
+    from fxdsp.functional.reverb import _decaying_noise, _frame_size
+
+    sr, samples, first = 44100.0, 1500, 3
+    rt60 = torch.tensor([0.4, 0.25], dtype=torch.float64)
+    damping = torch.tensor([0.7, 0.0], dtype=torch.float64)
+    seeds = torch.tensor([5, 9])
+    got = _decaying_noise(sr, rt60, damping, seeds, samples, start_block=first)
+    assert got.dtype == torch.float64 and got.shape == (2, 2, samples)
+
+    n_fft = _frame_size(sr)
+    hop, n_bins = n_fft // 2, n_fft // 2 + 1
+    n_pairs = (n_bins + 1) // 2
+    masks = _band_masks_loop(sr, n_fft)
+    bands = masks.shape[0]
+    blocks = -(-samples // hop)
+    window = np.sin(np.pi * (np.arange(n_fft) + 0.5) / n_fft)
+    want = np.zeros((2, 2, blocks * hop))
+    for b in range(2):
+        rt60_band = [float(rt60[b]) * DAMPING_MIN_RATIO ** (float(damping[b]) * i / (bands - 1))
+                     for i in range(bands)]  # fmt: skip
+        for c in range(2):
+            frames = []
+            for k in range(first, first + blocks + 1):
+                counter = torch.tensor([(c << 52) + (k << 20) + j for j in range(n_pairs)])
+                u = signed_uniform(seeds[b], counter, torch.float64).numpy().reshape(-1, 2)
+                gain = np.zeros(n_bins)
+                for i in range(bands):
+                    gain += masks[i] * math.exp(-math.log(1000.0) * k * hop / sr / rt60_band[i])
+                spectrum = (u[:n_bins, 0] + 1j * u[:n_bins, 1]) * gain
+                frames.append(np.fft.irfft(spectrum, n=n_fft, norm="ortho") * window)
+            for m in range(blocks):
+                want[b, c, m * hop : (m + 1) * hop] = frames[m][hop:] + frames[m + 1][:hop]
+    want = want[..., :samples]
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-12 * np.abs(want).max())
+    # The same tail on the meta device (an accelerator's stand-in): every tensor it makes is
+    # made there, not on the CPU.
+    meta = _decaying_noise(sr, rt60.to("meta"), damping.to("meta"), seeds.to("meta"), samples)
+    assert meta.device.type == "meta" and meta.shape == got.shape and meta.dtype == got.dtype
+
+
+@pytest.mark.parametrize("samples, taps", [(100, 30), (100, 26), (97, 32)])
+def test_convolve_at_5_smooth_sizes_has_no_wraparound(samples: int, taps: int) -> None:
+    """The FFT size is the smallest 5-smooth length >= T + K - 1: at T + K - 1 = 129 one
+    sample less (128, 5-smooth) would wrap the last product onto the first output sample; at
+    125 (odd) the inverse FFT must be told its length; at 128 the size is T + K - 1 itself."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(1, 2, samples, generator=g, dtype=torch.float64)
+    h = torch.randn(1, 2, taps, generator=g, dtype=torch.float64)
+    want = np.stack([np.convolve(x[0, c].numpy(), h[0, c].numpy())[:samples] for c in range(2)])
+    np.testing.assert_allclose(convolve(x, h)[0].numpy(), want, rtol=0, atol=1e-12)
+
+
+def test_ir_all_predelay_is_silent_and_finite() -> None:
+    """An IR cut short before its predelay ends has no energy: it is zeros, not NaN."""
+    ir = reverb_impulse_response(SR, 0.5, 100.0, 0.5, 1, length=256)  # 4410 samples of predelay
+    assert torch.equal(ir, torch.zeros(1, 2, 256))
+
+
+def test_ir_default_length_is_at_least_two_taps() -> None:
+    """At a low rate a short reverb needs fewer than two samples; the default keeps two."""
+    ir = reverb_impulse_response(100.0, 0.01, 0.0, 0.5, 1)  # (0 + 1.5 · 0.01) s · 100 Hz = 1.5
+    assert ir.shape == (1, 2, 2)
+    ir = reverb_impulse_response(100.0, 0.02, 0.0, 0.5, 1)  # 3 samples: the formula
+    assert ir.shape == (1, 2, 3)

@@ -54,6 +54,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="probability that a content first gets a pre-mix of its own (robustness to the "
         "stems' own mix; default 0)",
     )  # fmt: skip
+    p.add_argument(
+        "--mild", type=number_in_range(float, 0.0, 1.0, "mild probability"), default=None,
+        help="probability that a step draws mild styles (fxencoder.training.MILD_CHAIN) instead "
+        "of the reference chain's (default 0)",
+    )  # fmt: skip
     p.add_argument("--seed", type=number_in_range(int, 0, 2**31 - 1, "seed"), default=None)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -79,6 +84,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         "model": args.preset, "steps": args.steps, "contents": args.contents,
         "draws": args.draws, "lr": args.lr, "temperature": args.temperature,
         "aux_weight": args.aux_weight, "seed": args.seed, "premix": args.premix,
+        "mild": args.mild,
     }  # fmt: skip
     base.update({k: v for k, v in given.items() if v is not None})
     if args.no_fxnorm:
