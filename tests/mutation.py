@@ -105,6 +105,11 @@ def status_of(exit_code: int | None) -> str:
 #: A listed survivor whose reason starts so cannot be told apart under the tool (not by a test
 #: either); it leaves the denominator like an equivalent one and the report says which it is.
 NOT_MEASURABLE = "Not measurable"
+# The direct recheck's time limit per mutant: this many times the unmutated tests' time, and
+# at least DIRECT_TIMEOUT_MIN_S (a mutant that loops forever, e.g. a loop counter no longer
+# advanced, costs this much and counts as detected: "timeout").
+DIRECT_TIMEOUT_FACTOR = 10.0
+DIRECT_TIMEOUT_MIN_S = 60.0
 #: Statuses that need no look at the mutant: a test caught it, or it was never run.
 NOT_REPORTED = ("killed", "timeout", "skipped", "not checked")
 
@@ -340,25 +345,31 @@ def write_report(equivalent: list[dict[str, str]]) -> Path:
     return report
 
 
-def mutant_lines(module: str, mutant: dict, mutmut: str) -> tuple[str, str, int | None]:
-    """``(original, mutated, line)`` of a one-line mutant (``line`` None if it is not one)."""
+def mutant_block(module: str, mutant: dict, mutmut: str) -> tuple[int, int, list[str]] | None:
+    """Where a mutant of one or more contiguous lines goes: ``(first line, number of lines
+    replaced, the replacement lines)``, the replacement indented like the source (mutmut shows a
+    method's lines one level less); None if the removed lines are not found once."""
     diff = mutant.get("diff")
     if diff is None:  # a mutant never reported: ask mutmut's work copy
         diff = show(mutmut, work_dir(module), mutant["name"])
     _, removed, added = diff_lines(diff)
-    if len(removed) != 1 or len(added) != 1:
-        return "", "", None
+    if not removed:
+        return None
     source = (ROOT / module).read_text().splitlines()
-    want = removed[0].strip()  # mutmut shows a method's lines one indent level less
-    line = mutant.get("line")
-    if line is None or source[line - 1].strip() != want:
-        hits = [i for i, text in enumerate(source) if text.strip() == want]
-        line = hits[0] + 1 if len(hits) == 1 else None
-    if line is None:
-        return "", "", None
-    original = source[line - 1]
-    indent = original[: len(original) - len(original.lstrip())]
-    return original, indent + added[0].strip(), line
+    want = [ln.strip() for ln in removed]
+    n = len(want)
+    hits = [i for i in range(len(source) - n + 1)
+            if [t.strip() for t in source[i : i + n]] == want]  # fmt: skip
+    if len(hits) != 1:
+        return None
+    first = hits[0]
+
+    def indent(text: str) -> str:
+        return text[: len(text) - len(text.lstrip())]
+
+    shown, actual = indent(removed[0]), indent(source[first])
+    extra = actual[: len(actual) - len(shown)] if actual.endswith(shown) else ""
+    return first + 1, n, [extra + ln if ln.strip() else ln for ln in added]
 
 
 def direct_recheck(module: str, tests: list[str], result: dict, names: list[str]) -> dict:
@@ -366,7 +377,9 @@ def direct_recheck(module: str, tests: list[str], result: dict, names: list[str]
     run the module's test files there (``pytest -x``), one mutant at a time. The same mutation
     and the same tests as mutmut's, without its per-mutant trampolines and fork server (about
     3x faster on the normalizer's tests, whose fixtures are rebuilt for every mutant either way);
-    a mutant of several lines keeps its status."""
+    a mutant of several contiguous lines is written in place of those lines. The unmutated
+    tests run first (they must pass); a mutant whose tests run past ``DIRECT_TIMEOUT_FACTOR``
+    times their time is a timeout."""
     from tqdm import tqdm
 
     work = OUT / "direct" / _slug(module)
@@ -378,34 +391,37 @@ def direct_recheck(module: str, tests: list[str], result: dict, names: list[str]
     by_name = {m["name"]: m for m in result["mutants"]}
     env = dict(os.environ)
     env.pop("MUTANT_UNDER_TEST", None)
+    pytest = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
     start = time.monotonic()
+    clean = subprocess.run(pytest, cwd=work, env=env, capture_output=True, text=True)
+    if clean.returncode != 0:
+        tail = "\n".join((clean.stdout + clean.stderr).splitlines()[-15:])
+        raise SystemExit(f"{module}: the tests fail without a mutant; fix them first:\n{tail}")
+    limit = max(DIRECT_TIMEOUT_MIN_S, DIRECT_TIMEOUT_FACTOR * (time.monotonic() - start))
     changed = 0
     for name in tqdm(names, desc=f"direct recheck {module}", unit="mutant"):
         mutant = by_name[name]
-        original, mutated, line = mutant_lines(module, mutant, mutmut_path())
-        if line is None:
+        block = mutant_block(module, mutant, mutmut_path())
+        if block is None:
             continue
-        text = lines.copy()
-        text[line - 1] = mutated + "\n"
+        line, count, replacement = block
+        text = lines[: line - 1] + [ln + "\n" for ln in replacement] + lines[line - 1 + count :]
         target.write_text("".join(text))
         try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
-                cwd=work, env=env, capture_output=True, timeout=600,
-            )  # fmt: skip
+            proc = subprocess.run(pytest, cwd=work, env=env, capture_output=True, timeout=limit)
             status = "survived" if proc.returncode == 0 else "killed"
         except subprocess.TimeoutExpired:
             status = "timeout"
         finally:
             target.write_text(pristine)
-        mutant.update(
-            status=status,
-            line=line,
-            original=original.strip(),
-            mutated=mutated.strip(),
-            diff=f"-{original}\n+{mutated}",
-            checked_by="direct",
-        )
+        mutant.update(status=status, line=line, checked_by="direct")
+        if count == 1 and len(replacement) == 1:
+            original = lines[line - 1].rstrip("\n")
+            mutant.update(
+                original=original.strip(),
+                mutated=replacement[0].strip(),
+                diff=f"-{original}\n+{replacement[0]}",
+            )
         changed += 1
         save_result(module, result)  # kept mutant by mutant: a run cut short loses nothing
     result["wall_s"] = round(result["wall_s"] + time.monotonic() - start, 1)

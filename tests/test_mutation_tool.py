@@ -98,20 +98,25 @@ def test_report_rows_total_and_modules_not_run(tool, tmp_path, monkeypatch) -> N
     assert "### fxdsp/a.py:7 `s`" in lines and "```diff" in lines
 
 
-def test_mutant_lines_find_the_source_line_and_keep_its_indentation(tool) -> None:
-    module = "fxdsp/functional/gain.py"
+def test_mutant_block_finds_the_source_lines_and_keeps_their_indentation(tool) -> None:
+    module = "fxdsp/functional/reverb.py"
     source = (ROOT / module).read_text().splitlines()
-    line = next(i + 1 for i, text in enumerate(source) if text.strip() == "flags = invert_polarity")
+    line = next(i + 1 for i, text in enumerate(source) if text.strip() == "p5 *= 5")
     indent = source[line - 1][: len(source[line - 1]) - len(source[line - 1].lstrip())]
     # mutmut shows a method's lines with one indent level less: matched on the stripped text
-    shown = {"name": "m", "diff": "-    flags = invert_polarity\n+    flags = None"}
-    assert tool.mutant_lines(module, shown, "mutmut") == (
-        source[line - 1],
-        indent + "flags = None",
-        line,
-    )
-    two_lines = {"name": "m", "diff": "-    a = 1\n-    b = 2\n+    a = 2"}
-    assert tool.mutant_lines(module, two_lines, "mutmut") == ("", "", None)
+    shown = {"name": "m", "diff": "-    p5 *= 5\n+    p5 = 5"}
+    assert tool.mutant_block(module, shown, "mutmut") == (line, 1, [indent + "p5 = 5"])
+    # two contiguous lines replaced by one (an error message's f-string by None)
+    first = next(i for i, text in enumerate(source) if text.strip().startswith(
+        'f"impulse_response must be (taps,), (channels, taps)'))  # fmt: skip
+    two = {"name": "m", "diff": f"-{source[first].strip()}\n-{source[first + 1].strip()}\n+None"}
+    got = tool.mutant_block(module, two, "mutmut")
+    assert got is not None and got[:2] == (first + 1, 2)
+    assert got[2] == [source[first][: len(source[first]) - len(source[first].lstrip())] + "None"]
+    # lines that are not in the source, or not once, are not placed
+    assert tool.mutant_block(module, {"name": "m", "diff": "-    a = 1\n-    b = 2\n+    a = 2"},
+                             "mutmut") is None  # fmt: skip
+    assert tool.mutant_block(module, {"name": "m", "diff": "-)\n+]"}, "mutmut") is None
 
 
 def test_report_tells_not_measurable_from_equivalent(tool, tmp_path, monkeypatch) -> None:
