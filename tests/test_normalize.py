@@ -480,6 +480,36 @@ def test_eq_curve_projection_is_idempotent_and_smooth() -> None:
     assert float(err[(freqs >= 200) & (freqs < 16000)].max()) < 0.03
 
 
+@pytest.mark.parametrize("octaves", [1 / 3, 0.4])
+def test_eq_curve_projection_against_a_hat_basis_loop(octaves: float) -> None:
+    """P projects onto the span of hats 1 − |u − c_j| / octaves (clipped at 0) on the warped
+    scale u = log2(f + f0), f0 = 4 · bin / (2^octaves − 1), centres c_j every ``octaves`` from
+    u(low) on, on the bins in [low, high]: built here in a float64 loop, projected with NumPy's
+    least squares. (At 0.4 octaves hats of another width would not span the same curves.)"""
+    from fxdsp.normalize import _log_projection
+
+    n_fft, sr, low, high = 1024, 44100.0, 40.0, 16000.0
+    p = _log_projection(n_fft, sr, octaves, low, high).numpy()
+    bin_hz = sr / n_fft
+    f0 = 4.0 * bin_hz / (2.0**octaves - 1.0)
+    lo, hi = math.log2(low + f0), math.log2(high + f0)
+    centres = []
+    c = lo
+    while c < hi + octaves - 1e-12:
+        centres.append(c)
+        c = lo + len(centres) * octaves
+    basis = np.zeros((n_fft // 2 + 1, len(centres)))
+    for k in range(n_fft // 2 + 1):
+        f = k * bin_hz
+        if low <= f <= high:
+            for j, cj in enumerate(centres):
+                basis[k, j] = max(0.0, 1.0 - abs(math.log2(f + f0) - cj) / octaves)
+    rng = np.random.default_rng(0)
+    curves = rng.standard_normal((n_fft // 2 + 1, 5))
+    want = basis @ np.linalg.lstsq(basis, curves, rcond=None)[0]
+    np.testing.assert_allclose(p @ curves, want, rtol=0, atol=1e-9)
+
+
 def test_out_of_phase_stem_reaches_the_mid_target() -> None:
     """L = −R (a polarity-inverted channel: no mid at all) still ends at the target fraction."""
     stats = FxNormStats.corpus_default()
