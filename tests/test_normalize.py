@@ -687,41 +687,80 @@ def test_repr_names_steps_stems_and_taps(wide_stats: FxNormStats) -> None:
     assert f"stems={tuple(wide_stats.stems)}" in text and "eq_taps=1023" in text
 
 
-@pytest.mark.parametrize("spike", [3.0, 4.0, 30.0])
-def test_dynamics_step_is_the_documented_grid_search(wide_stats: FxNormStats, spike: float) -> None:
+def _grid_search_reference(x: torch.Tensor, st: StemStats) -> tuple[list[tuple], tuple]:
     """The dynamics step, recomputed by brute force from its description: the item is peak-
     normalised to -10 dBFS, compressed at thresholds -10 ... -40 dB (every 5 dB) with the stem's
     ratio, attack and release, then (only if no setting lands inside mean ± std) at ratio 20;
     the setting whose onset-peak statistic lands inside the interval closest to the mean wins
-    (else the one closest to the interval); the output is scaled back."""
+    (else the one closest to the interval); the output is scaled back. Returns every tried
+    ``(ratio, threshold, statistic)`` and the winner's ``(cost, ratio, threshold, output)``."""
     from fxdsp.functional.dynamics import compressor as comp
 
-    inside = stem_signal("drums", 0)
-    spiky = inside.copy()
-    spiky[:, spiky.shape[1] // 3 : spiky.shape[1] // 3 + 2000] *= spike
-    x = torch.from_numpy(spiky)[None]
-    st = wide_stats.stems["drums"]
     mean, std = st.onset_peak_mean_db, st.onset_peak_std_db
     s = 10 ** (-10 / 20) / float(x.abs().max())
-    best, rounds = None, 0
+    best, tried = None, []
     for ratio in (st.ratio, max(20.0, st.ratio)):
-        rounds += 1
         for thr in (-10.0, -15.0, -20.0, -25.0, -30.0, -35.0, -40.0):
             y = comp(x * s, SR, thr, ratio, st.attack_ms, st.release_ms) / s
             stat = float(onset_peak_db(y, SR))
+            tried.append((ratio, thr, stat))
             if mean - std <= stat <= mean + std:
                 cost = abs(stat - mean)
             else:
                 cost = 1e3 + max(mean - std - stat, 0.0) + max(stat - mean - std, 0.0)
             if best is None or cost < best[0]:
-                best = (cost, y)
+                best = (cost, ratio, thr, y)
         if best[0] < 1e3:
             break
+    return tried, best
+
+
+def _spiky_drums(spike: float) -> torch.Tensor:
+    x = stem_signal("drums", 0)
+    x[:, x.shape[1] // 3 : x.shape[1] // 3 + 2000] *= spike
+    return torch.from_numpy(x)[None]
+
+
+@pytest.mark.parametrize("spike", [3.0, 4.0, 30.0])
+def test_dynamics_step_is_the_documented_grid_search(wide_stats: FxNormStats, spike: float) -> None:
+    x = _spiky_drums(spike)
+    tried, best = _grid_search_reference(x, wide_stats.stems["drums"])
     # the 3x hit is brought inside at the stem's ratio; the 4x and 30x ones need ratio 20 and
     # stay out (4x: 0.34 dB short at the stem's ratio, 0.03 dB at ratio 20)
-    assert (rounds, best[0] < 1e3) == ((1, True) if spike == 3.0 else (2, False))
+    assert (len(tried) // 7, best[0] < 1e3) == ((1, True) if spike == 3.0 else (2, False))
     got = FxNormalizer(wide_stats, steps=("dynamics",))(x, "drums")
-    torch.testing.assert_close(got, best[1], rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(got, best[3], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "spike, mean, std, want",
+    [
+        # No setting lands in the interval (narrower than a threshold step): some fall short,
+        # some overshoot; the nearest wins, whichever side: a 0.05 dB shortfall at ratio 20
+        # over a 0.07 dB overshoot at the stem's ratio.
+        (4.0, -12.4, 0.25, (20.0, -35.0)),
+        # One setting lands inside at the stem's ratio: ratio 20 is not tried, although it has
+        # a setting nearer the mean (0.005 dB against 0.26 dB).
+        (3.0, -11.45, 0.30, (6.0, -35.0)),
+        # Three inside: the nearest the mean (0.23 dB) wins, not the highest statistic.
+        (2.0, -11.11, 0.31, (6.0, -15.0)),
+    ],
+)
+def test_dynamics_step_picks_by_the_documented_rule(
+    spike: float, mean: float, std: float, want: tuple[float, float]
+) -> None:
+    """The grid search's choice, against the brute-force reference, where its rule decides:
+    intervals set around the statistics the corpus's drums reach (ratio 6)."""
+    base = FxNormStats.corpus_default()
+    drums = dataclasses.replace(base.stems["drums"], onset_peak_mean_db=mean,
+                                onset_peak_std_db=std)  # fmt: skip
+    assert drums.ratio == 6.0
+    stats = dataclasses.replace(base, stems={**base.stems, "drums": drums})
+    x = _spiky_drums(spike)
+    tried, best = _grid_search_reference(x, drums)
+    assert best[1:3] == want
+    got = FxNormalizer(stats, steps=("dynamics",))(x, "drums")
+    torch.testing.assert_close(got, best[3], rtol=1e-6, atol=1e-9)
 
 
 def _np_stereo_step(x: np.ndarray, target: float, widen_above: float, sr: float) -> np.ndarray:
