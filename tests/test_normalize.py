@@ -759,6 +759,8 @@ def test_dynamics_step_picks_by_the_documented_rule(
     x = _spiky_drums(spike)
     tried, best = _grid_search_reference(x, drums)
     assert best[1:3] == want
+    # the first case has no setting inside the interval; the others have one at the stem's ratio
+    assert any(mean - std <= stat <= mean + std for _, _, stat in tried) == (spike != 4.0)
     got = FxNormalizer(stats, steps=("dynamics",))(x, "drums")
     torch.testing.assert_close(got, best[3], rtol=1e-6, atol=1e-9)
 
