@@ -46,18 +46,17 @@ def _stem_audio(track: int, stem: int, sr: int = SR, channels: int = 2) -> np.nd
     return np.repeat(x[:, None], channels, axis=1)
 
 
-def _write_track(folder: Path, track: int) -> None:
-    folder.mkdir(parents=True)
-    for s, stem in enumerate(STEMS):
-        sf.write(folder / f"{stem}.wav", _stem_audio(track, s), SR, subtype="PCM_16")
-
-
 def _song(root: Path, name: str, stems: dict[str, np.ndarray], subtype: str = "FLOAT") -> Path:
     folder = root / name
     folder.mkdir(parents=True)
     for stem, audio in stems.items():
         sf.write(folder / f"{stem}.wav", audio, SR, subtype=subtype)
     return folder
+
+
+def _write_track(folder: Path, track: int) -> None:
+    stems = {stem: _stem_audio(track, s) for s, stem in enumerate(STEMS)}
+    _song(folder.parent, folder.name, stems, subtype="PCM_16")
 
 
 def _all_stems(audio: np.ndarray) -> dict[str, np.ndarray]:
