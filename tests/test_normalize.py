@@ -793,15 +793,15 @@ def _np_stereo_step(x: np.ndarray, target: float, widen_above: float, sr: float)
 @pytest.mark.parametrize(
     "case",
     ["flip_just_below", "no_flip_just_above", "widen_just_above", "keep_just_below", "plain",
-     "unbalanced_no_flip"],
+     "unbalanced_no_flip", "widen_by_a_hair"],
 )  # fmt: skip
 def test_stereo_step_against_a_float64_reference(wide_stats: FxNormStats, case: str) -> None:
     """Items whose mid fraction sits 20 % inside or outside the flip threshold (1 − 0.975) and
     just above or below the widening threshold (0.975), against the documented algorithm; and
     L = 0.7·a, R = −a, whose mid fraction of the mean channel energy, (0.3 / 2)² / ((0.49 + 1)
     / 2) = 0.030, is above the flip threshold (0.025) where that of the louder channel's, 0.0225,
-    would not be. Each item in a batch beside a mono one (mid fraction 1): the fractions are
-    the item's own."""
+    would not be; and a fraction 1e-8 above the widening threshold. Each item in a batch
+    beside a mono one (mid fraction 1): the fractions are the item's own."""
     from fxdsp.normalize import WIDEN_ABOVE
 
     rng = np.random.default_rng(7)
@@ -815,6 +815,8 @@ def test_stereo_step_against_a_float64_reference(wide_stats: FxNormStats, case: 
         "keep_just_below": threshold - 0.2 * (1 - threshold),
         "plain": 0.7,
         "unbalanced_no_flip": 0.7,  # replaced below
+        # 1e-8 above 0.975: below float32's 0.975 (0.975 + 2.4e-8), the threshold is float64
+        "widen_by_a_hair": threshold + 1e-8,
     }[case]
     mid = math.sqrt(frac) * a / np.linalg.norm(a)
     side = math.sqrt(1 - frac) * b / np.linalg.norm(b)
