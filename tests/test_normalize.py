@@ -562,6 +562,32 @@ def test_constructor_arguments_are_validated(kwargs: dict[str, object], message:
         FxNormalizer(FxNormStats.corpus_default(), **kwargs)  # type: ignore[arg-type]
 
 
+def test_constructor_arguments_at_their_bounds() -> None:
+    """Each range's edges: the closed ends are accepted, values just outside refused with the
+    exact message."""
+    stats = FxNormStats.corpus_default()
+    for ok in ({"eq_max_db": 0.5}, {"eq_smoothing_octaves": 0.01}, {"eq_low_hz": 0.0},
+               {"eq_floor_db": -300.0}, {"eq_floor_db": 0.0}):  # fmt: skip
+        norm = FxNormalizer(stats, **ok)  # type: ignore[arg-type]
+        (name, value), = ok.items()
+        want = 10.0 ** (value / 20.0) if name == "eq_floor_db" else value
+        assert getattr(norm, name.replace("_db", "") if name == "eq_floor_db" else name) == want
+    bad = [
+        ({"eq_smoothing_octaves": 0.0}, "eq_smoothing_octaves must be > 0, got 0.0"),
+        ({"eq_low_hz": 200.0, "eq_high_hz": 200.0},
+         "need 0 <= eq_low_hz < eq_high_hz, got eq_low_hz=200, eq_high_hz=200"),
+        ({"eq_low_hz": -1.0}, "need 0 <= eq_low_hz < eq_high_hz, got eq_low_hz=-1, eq_high_hz=18000"),
+        ({"eq_floor_db": -300.5}, "eq_floor_db must be in [-300, 0] dB (relative to the spectrum's "
+         "RMS level), got -300.5"),
+        ({"eq_floor_db": 0.5}, "eq_floor_db must be in [-300, 0] dB (relative to the spectrum's "
+         "RMS level), got 0.5"),
+    ]  # fmt: skip
+    for kwargs, message in bad:
+        with pytest.raises(ValueError) as info:
+            FxNormalizer(stats, **kwargs)  # type: ignore[arg-type]
+        assert str(info.value) == message
+
+
 def test_compute_stats_skips_items_with_nan_naming_them() -> None:
     good = stem_signal("vocals", 1)
     bad = good.copy()
