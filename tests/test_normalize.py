@@ -569,14 +569,15 @@ def test_constructor_arguments_at_their_bounds() -> None:
     for ok in ({"eq_max_db": 0.5}, {"eq_smoothing_octaves": 0.01}, {"eq_low_hz": 0.0},
                {"eq_floor_db": -300.0}, {"eq_floor_db": 0.0}):  # fmt: skip
         norm = FxNormalizer(stats, **ok)  # type: ignore[arg-type]
-        (name, value), = ok.items()
+        ((name, value),) = ok.items()
         want = 10.0 ** (value / 20.0) if name == "eq_floor_db" else value
         assert getattr(norm, name.replace("_db", "") if name == "eq_floor_db" else name) == want
     bad = [
         ({"eq_smoothing_octaves": 0.0}, "eq_smoothing_octaves must be > 0, got 0.0"),
         ({"eq_low_hz": 200.0, "eq_high_hz": 200.0},
          "need 0 <= eq_low_hz < eq_high_hz, got eq_low_hz=200, eq_high_hz=200"),
-        ({"eq_low_hz": -1.0}, "need 0 <= eq_low_hz < eq_high_hz, got eq_low_hz=-1, eq_high_hz=18000"),
+        ({"eq_low_hz": -1.0},
+         "need 0 <= eq_low_hz < eq_high_hz, got eq_low_hz=-1, eq_high_hz=18000"),
         ({"eq_floor_db": -300.5}, "eq_floor_db must be in [-300, 0] dB (relative to the spectrum's "
          "RMS level), got -300.5"),
         ({"eq_floor_db": 0.5}, "eq_floor_db must be in [-300, 0] dB (relative to the spectrum's "
