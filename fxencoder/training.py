@@ -190,12 +190,11 @@ class TrainConfig(ConfigBase):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
         self.model_config()  # validates the preset and the overrides
         self.chain_config()
-        if self.premix > 0 and not self.premix_chain:
-            object.__setattr__(self, "premix_chain", copy.deepcopy(PREMIX_CHAIN))
-        self.premix_chain_config()
-        if self.mild > 0 and not self.mild_chain:
-            object.__setattr__(self, "mild_chain", copy.deepcopy(MILD_CHAIN))
-        self.mild_chain_config()
+        for used, name, default in (("premix", "premix_chain", PREMIX_CHAIN),
+                                    ("mild", "mild_chain", MILD_CHAIN)):  # fmt: skip
+            if getattr(self, used) > 0 and not getattr(self, name):
+                object.__setattr__(self, name, copy.deepcopy(default))
+            self._optional_chain(name, default)  # validates the chain
 
     def model_config(self) -> FXEncoderConfig:
         """The encoder's config: the preset, the overrides, and the auxiliary head's size."""
@@ -212,12 +211,14 @@ class TrainConfig(ConfigBase):
 
     def premix_chain_config(self) -> fxdsp.ChainConfig:
         """The pre-mix's chain config (:data:`PREMIX_CHAIN` unless ``premix_chain`` is set)."""
-        spec = dict(self.premix_chain) if self.premix_chain else PREMIX_CHAIN
-        return fxdsp.ChainConfig.from_dict(spec).replace(sample_rate=self._sample_rate())
+        return self._optional_chain("premix_chain", PREMIX_CHAIN)
 
     def mild_chain_config(self) -> fxdsp.ChainConfig:
         """The mild styles' chain config (:data:`MILD_CHAIN` unless ``mild_chain`` is set)."""
-        spec = dict(self.mild_chain) if self.mild_chain else MILD_CHAIN
+        return self._optional_chain("mild_chain", MILD_CHAIN)
+
+    def _optional_chain(self, name: str, default: Mapping[str, Any]) -> fxdsp.ChainConfig:
+        spec = dict(getattr(self, name)) or dict(default)
         return fxdsp.ChainConfig.from_dict(spec).replace(sample_rate=self._sample_rate())
 
     def _sample_rate(self) -> float:

@@ -571,7 +571,8 @@ def test_constructor_arguments_at_their_bounds() -> None:
         norm = FxNormalizer(stats, **ok)  # type: ignore[arg-type]
         ((name, value),) = ok.items()
         want = 10.0 ** (value / 20.0) if name == "eq_floor_db" else value
-        assert getattr(norm, name.replace("_db", "") if name == "eq_floor_db" else name) == want
+        attribute = "eq_floor" if name == "eq_floor_db" else name  # kept as an amplitude
+        assert getattr(norm, attribute) == want
     bad = [
         ({"eq_smoothing_octaves": 0.0}, "eq_smoothing_octaves must be > 0, got 0.0"),
         ({"eq_low_hz": 200.0, "eq_high_hz": 200.0},
