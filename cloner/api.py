@@ -4,10 +4,9 @@ A checkpoint is a plain dict ``{"format": "mixfx.cloner/1", "config": {...}, "st
 {...}, "encoder": {...}, ...}`` that loads with ``torch.load(..., weights_only=True)``.
 Training checkpoints (``format`` ``"mixfx.cloner.train/1"``, with ``"config"`` and
 ``"state_dict"`` at the top level like :mod:`fxencoder.training`'s) load too: their model part
-is used. Named models ship inside the package (``cloner/weights/<name>.pt``) with their SHA-256
-in ``cloner/weights/manifest.json``, checked on every load: a corrupt or truncated file gives a
-clear error, never a half-loaded model. No model is shipped yet: ``"default"`` says so and how to
-train one.
+is used. Named models ship inside the package (``cloner/weights/<file>.pt``) with their SHA-256
+in ``cloner/weights/manifest.json`` (parameter controllers: ``controllers.json``), checked on
+every load: a corrupt or truncated file gives a clear error, never a half-loaded model.
 
 A cloner is trained on one encoder's embeddings and is meaningless with another's. The checkpoint
 records which (``"encoder": {"source": name or path, "sha256": file digest, "embed_dim": size}``,
@@ -35,10 +34,12 @@ __all__ = [
     "FORMAT",
     "TRAIN_FORMAT",
     "WEIGHTS_DIR",
+    "check_digest",
     "encoder_record",
     "load",
     "load_encoder_for",
     "read_info",
+    "resolve_shipped",
     "save",
 ]
 
@@ -112,32 +113,61 @@ def _manifest() -> dict[str, dict[str, str]]:
     return _read_manifest(WEIGHTS_DIR / "manifest.json")
 
 
-def _resolve(name_or_path: str | Path) -> tuple[Path, str | None]:
+def resolve_shipped(
+    name_or_path: str | Path, manifest: Path, what: str, hint: str
+) -> tuple[Path, str | None]:
+    """A shipped name of ``manifest`` (a file with its expected SHA-256) or an existing file.
+
+    An existing path wins over a name. Used for cloners (``manifest.json``) and parameter
+    controllers (``controllers.json``), both in ``cloner/weights/``.
+
+    Args:
+        name_or_path: a name of ``manifest`` or a file path.
+        manifest: the manifest file (``{name: {"file", "sha256"}}``).
+        what: ``"cloner"`` or ``"controller"``, for messages.
+        hint: how to get one, appended when a name is unknown.
+
+    Returns:
+        ``(path, expected SHA-256 or None for a plain file)``.
+
+    Raises:
+        ValueError: an unknown name, a missing file, or a folder.
+    """
     text = str(name_or_path)
-    manifest = _manifest()
+    entries = _read_manifest(manifest)
     path = Path(text)
-    if text in manifest and not path.exists():
-        entry = manifest[text]
-        return WEIGHTS_DIR / entry["file"], entry["sha256"]
+    if text in entries and not path.exists():
+        entry = entries[text]
+        return manifest.parent / entry["file"], entry["sha256"]
     if path.exists():
         if path.is_dir():
-            raise ValueError(f"{path} is a folder, not a cloner checkpoint file")
+            raise ValueError(f"{path} is a folder, not a {what} checkpoint file")
         return path, None
-    names = ", ".join(sorted(manifest)) or "none shipped yet"
+    names = ", ".join(sorted(entries)) or "none shipped yet"
     if text == "default" or (not path.suffix and "/" not in text):
-        raise ValueError(f"no cloner model named {text!r} (shipped models: {names}); {_TRAIN_HINT}")
-    raise ValueError(f"no cloner file {path} (shipped models: {names})")
+        raise ValueError(f"no {what} model named {text!r} (shipped models: {names}); {hint}")
+    raise ValueError(f"no {what} file {path} (shipped models: {names})")
+
+
+def check_digest(path: Path, expected: str | None) -> None:
+    """Refuse a shipped file whose SHA-256 is not the manifest's (corrupt or truncated)."""
+    if expected is None:
+        return
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ValueError(
+            f"{path} is corrupt or truncated: SHA-256 {actual[:16]}… != expected "
+            f"{expected[:16]}… (restore the file from the repository)"
+        )
+
+
+def _resolve(name_or_path: str | Path) -> tuple[Path, str | None]:
+    return resolve_shipped(name_or_path, WEIGHTS_DIR / "manifest.json", "cloner", _TRAIN_HINT)
 
 
 def _read(name_or_path: str | Path) -> tuple[Path, Mapping[str, Any]]:
     path, expected = _resolve(name_or_path)
-    if expected is not None:
-        actual = sha256_of(path)
-        if actual != expected:
-            raise ValueError(
-                f"{path} is corrupt or truncated: SHA-256 {actual[:16]}… != expected "
-                f"{expected[:16]}… (restore the file from the repository)"
-            )
+    check_digest(path, expected)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:

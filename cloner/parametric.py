@@ -1105,10 +1105,16 @@ def join_segments(renders: Iterable[Tensor], crossfade: int, segments: int | Non
 # ------------------------------------------------------------------------------------------------
 # Checkpoints
 # ------------------------------------------------------------------------------------------------
-def save_controller(model: ParamController, path: str | Path, **extra: Any) -> None:
+def save_controller(
+    model: ParamController, path: str | Path, *, half: bool = False, **extra: Any
+) -> None:
     """Write an inference checkpoint ``{"format": "mixfx.params/1", "config", "state_dict",
-    **extra}`` atomically (``encoder=cloner.api.encoder_record(...)`` names the encoder)."""
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    **extra}`` atomically (``encoder=cloner.api.encoder_record(...)`` names the encoder;
+    ``half`` stores floating tensors as float16, loaded back as float32)."""
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+        for k, v in model.state_dict().items()
+    }
     obj = {"format": FORMAT, "config": asdict(model.config), "state_dict": state, **extra}
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
@@ -1125,10 +1131,19 @@ def read_controller_info(path: str | Path) -> dict[str, Any]:
 _SKIP = {"state_dict", "optimizer", "rng", "rng_ranks"}
 
 
+#: Shipped controllers: ``{name: {"file", "sha256"}}`` beside the cloners' manifest.
+CONTROLLER_MANIFEST = Path(__file__).resolve().parent / "weights" / "controllers.json"
+_CONTROLLER_HINT = (
+    "train one with `mixfx train-params --data DIR --out RUN` and pass its checkpoint "
+    "(--controller RUN/last.pt)"
+)
+
+
 def _read(path: str | Path) -> Mapping[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"no controller checkpoint {p}")
+    from cloner.api import check_digest, resolve_shipped
+
+    p, expected = resolve_shipped(path, CONTROLLER_MANIFEST, "controller", _CONTROLLER_HINT)
+    check_digest(p, expected)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -1154,8 +1169,9 @@ def load_controller(path: str | Path, device: str | torch.device | None = None) 
     except (TypeError, ValueError, KeyError) as err:
         raise ValueError(f"{path}: bad controller config: {err}") from None
     model = ParamController(config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in obj["state_dict"].items()}
     try:
-        model.load_state_dict(obj["state_dict"])
+        model.load_state_dict(state)
     except (RuntimeError, KeyError) as err:
         raise ValueError(f"{path}: the weights do not fit the config: {err}") from None
     return model.to(device or "cpu").eval()

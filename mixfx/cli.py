@@ -1,8 +1,11 @@
 """The ``mixfx`` command line: one module per command in :mod:`mixfx.commands`.
 
 Commands:
-    ``mixfx demo``: the demo (:mod:`mixfx.demo`): a synthesized music example through a chain
-    of fxdsp effects, written to ``out/demo/`` (needs the ``io`` and ``plot`` extras).
+    ``mixfx demo``: the demo (:mod:`mixfx.demo`): the bundled multitrack example converted to
+    the mixing style of the bundled reference by the shipped models, measured against the
+    known target, written to ``out/demo/`` (needs the ``io`` and ``plot`` extras).
+    ``mixfx effects-demo``: a synthesized music example through a chain of fxdsp effects
+    (:mod:`mixfx.effects_demo`), written to ``out/effects-demo/``.
     ``mixfx version``: the versions of mixfx, torch and Python (also ``mixfx --version``).
     ``mixfx fxnorm-stats DATA_DIR -o stats.json``: FX-normalization statistics of a multitrack
     folder (:mod:`mixfx.commands.fxnorm_stats`).
@@ -42,6 +45,7 @@ from typing import Any, TextIO
 from mixfx.commands import (
     corpus,
     demo,
+    effects_demo,
     eval_encoder,
     eval_transfer,
     fxnorm_stats,
@@ -59,6 +63,7 @@ __all__ = ["COMMANDS", "CLIError", "build_parser", "main"]
 #: ``DESCRIPTION``, ``configure(parser)`` and ``run(args) -> exit code``.
 COMMANDS: tuple[ModuleType, ...] = (
     demo,
+    effects_demo,
     fxnorm_stats,
     corpus,
     train_encoder,

@@ -36,12 +36,12 @@ def test_console_script_help_lists_the_subcommands() -> None:
     proc = _run("--help")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: mixfx")
-    for word in ("demo", "fxnorm-stats", "corpus", "version"):
+    for word in ("demo", "effects-demo", "fxnorm-stats", "corpus", "transfer", "version"):
         assert word in proc.stdout
 
 
-def test_console_script_demo_help_lists_its_options() -> None:
-    proc = _run("demo", "--help")
+def test_console_script_effects_demo_help_lists_its_options() -> None:
+    proc = _run("effects-demo", "--help")
     assert proc.returncode == 0, proc.stderr
     for option in ("--out", "--seconds", "--seed", "--sample-rate", "--device"):
         assert option in proc.stdout
@@ -66,12 +66,12 @@ def test_console_script_bad_command_exits_2() -> None:
     [
         ([], "a command is required"),
         (["frobnicate"], "invalid choice"),
-        (["demo", "--seconds", "-1"], "--seconds: duration in seconds must be in [1, 600]"),
-        (["demo", "--seconds", "nan"], "argument --seconds: duration in seconds must be in"),
-        (["demo", "--seconds", "abc"], "argument --seconds: expected a number"),
-        (["demo", "--seed", "1.5"], "argument --seed: expected an integer"),
-        (["demo", "--sample-rate", "8000"], "argument --sample-rate: sample rate in Hz must be in"),
-        (["demo", "--bogus"], "unrecognized arguments: --bogus"),
+        (["effects-demo", "--seconds", "-1"], "--seconds: duration in seconds must be in [1, 600]"),
+        (["effects-demo", "--seconds", "nan"], "argument --seconds: duration in seconds must be in"),
+        (["effects-demo", "--seconds", "abc"], "argument --seconds: expected a number"),
+        (["effects-demo", "--seed", "1.5"], "argument --seed: expected an integer"),
+        (["effects-demo", "--sample-rate", "8000"], "argument --sample-rate: sample rate in Hz must be in"),
+        (["effects-demo", "--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(
@@ -87,21 +87,21 @@ def test_output_path_that_is_a_file_is_an_error(
 ) -> None:
     target = tmp_path / "taken"
     target.write_text("not a folder")
-    assert main(["demo", "--out", str(target), "--no-progress"]) == 1
+    assert main(["effects-demo", "--out", str(target), "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("mixfx demo: error:") and "is not a folder" in err, err
+    assert err.startswith("mixfx effects-demo: error:") and "is not a folder" in err, err
     assert target.read_text() == "not a folder"
 
 
 def test_unknown_device_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--out", str(tmp_path), "--device", "toaster"]) == 1
+    assert main(["effects-demo", "--out", str(tmp_path), "--device", "toaster"]) == 1
     assert "unknown device 'toaster'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
 def test_cuda_without_a_gpu_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--out", str(tmp_path), "--device", "cuda"]) == 1
+    assert main(["effects-demo", "--out", str(tmp_path), "--device", "cuda"]) == 1
     assert "CUDA is not available" in capsys.readouterr().err
 
 
@@ -114,7 +114,7 @@ def test_missing_optional_package_names_the_extra(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
-    assert main(["demo", "--out", str(tmp_path)]) == 1
+    assert main(["effects-demo", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert f"'{module}'" in err and f"pip install 'mixfx[{extra}]'" in err, err
     assert list(tmp_path.iterdir()) == []
@@ -148,9 +148,9 @@ def test_cli_import_is_light() -> None:
     assert proc.stdout.strip() == "[]", proc.stdout
 
 
-def test_demo_through_main_at_48k(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_effects_demo_through_main_at_48k(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "nested" / "demo"
-    argv = ["demo", "--out", str(out), "--seconds", "1", "--sample-rate", "48000", "--seed", "3"]
+    argv = ["effects-demo", "--out", str(out), "--seconds", "1", "--sample-rate", "48000", "--seed", "3"]
     assert main([*argv, "--no-progress"]) == 0
     report = capsys.readouterr().out
     for name in ("dry.wav", "wet.wav", "spectra.png", "summary.json"):
@@ -172,7 +172,8 @@ def test_python_m_mixfx_demo_help() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: mixfx demo")
-    assert "--sample-rate" in proc.stdout
+    for option in ("--out", "--method", "--controller", "--cloner", "--data", "--device"):
+        assert option in proc.stdout
 
 
 # ------------------------------------------------------------------------------------------------

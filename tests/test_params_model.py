@@ -246,7 +246,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     torch.save({"format": "other"}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="not a parameter-controller checkpoint"):
         load_controller(tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="no controller checkpoint"):
+    with pytest.raises(ValueError, match="no controller file"):
         load_controller(tmp_path / "missing.pt")
 
 

@@ -227,17 +227,20 @@ def test_usage_errors(
     base = ["transfer", str(env["input"]), str(env["ref"]), "-o", str(tmp_path / "x.wav"),
             "--no-progress"]  # fmt: skip
     cases = [
-        (["--method", "params"], "needs --controller"),
         (["--method", "params", "--controller", str(env["ctl"]), "--interpolate",
           str(env["ref_b"]), "--segments", "3", "--refine", "2"], "no --refine or --save-preset"),
         (["--method", "params", "--controller", str(env["ctl"]), "--interpolate",
           str(env["ref_b"]), "--segments", "65"], "at most 64"),
-        (["--save-preset", str(tmp_path / "p.json")], "only with --method params"),
+        (["--method", "input", "--save-preset", str(tmp_path / "p.json")],
+         "only with --method params"),
+        (["--cloner", str(env["ctl"]), "--save-preset", str(tmp_path / "p.json")],
+         "choose one with --method"),
+        (["--method", "params", "--cloner", str(env["ctl"])], "--cloner: only with --method cloner"),
         (["--method", "params", "--preset", str(tmp_path / "p.json"), "--refine", "2"],
          "no --controller, --refine"),
         (["--method", "params", "--preset", str(tmp_path / "missing.json")], "cannot read preset"),
         (["--method", "params", "--controller", str(tmp_path / "missing.pt")],
-         "no controller checkpoint"),
+         "no controller file"),
     ]  # fmt: skip
     for extra, message in cases:
         code = main([*base, *extra])

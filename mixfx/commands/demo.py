@@ -1,7 +1,9 @@
-"""``mixfx demo``: the demo (:mod:`mixfx.demo`) with its options.
+"""``mixfx demo``: the style-transfer demo (:mod:`mixfx.demo`) with its options.
 
-Needs the ``io`` (soundfile) and ``plot`` (matplotlib) extras; it writes ``dry.wav``,
-``wet.wav``, ``spectra.png`` and ``summary.json`` into ``--out`` (default ``out/demo``).
+Converts the bundled multitrack example to the mixing style of the bundled reference with the
+shipped models, and writes the mixes (input, reference, target, output), the parametric preset,
+``comparison.png`` and ``summary.json`` into ``--out`` (default ``out/demo``). Needs the ``io``
+(soundfile) and ``plot`` (matplotlib) extras; ``mixfx effects-demo`` is the effects-only demo.
 """
 
 from __future__ import annotations
@@ -9,64 +11,46 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mixfx.commands.common import (
-    check_device,
-    number_in_range,
-    require,
-)
+from mixfx.commands.common import CLIError, check_device, require
 
 __all__ = ["DEFAULT_OUT", "DESCRIPTION", "HELP", "NAME", "configure", "run"]
 
 NAME = "demo"
-HELP = "process a synthesized music example with an effect chain and plot before/after"
+HELP = "convert a bundled multitrack to the mixing style of a bundled reference"
 DESCRIPTION = (
-    "Synthesize a short stereo music example, run it through EQ, compressor, stereo imager, "
-    "reverb and loudness normalization, and write dry.wav, wet.wav, spectra.png and "
-    "summary.json."
+    "Convert the bundled example (six seconds of four held-out stems) to the mixing style of "
+    "the bundled reference with the shipped models, measure how close each output gets to the "
+    "target (the input through the reference's own chains), and write input.wav, "
+    "reference.wav, target.wav, output.wav, preset.json, comparison.png and summary.json."
 )
 DEFAULT_OUT = "out/demo"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the demo's options to ``parser``."""
-    parser.add_argument(
-        "--out",
-        metavar="DIR",
-        type=Path,
-        default=Path(DEFAULT_OUT),
-        help=(
-            f"folder for dry.wav, wet.wav, spectra.png and summary.json (default: {DEFAULT_OUT})"
-        ),
-    )
-    parser.add_argument(
-        "--seconds",
-        metavar="S",
-        type=number_in_range(float, 1.0, 600.0, "duration in seconds"),
-        default=6.0,
-        help="length of the synthesized example in seconds, 1 to 600 (default: 6)",
-    )
-    parser.add_argument(
-        "--seed",
-        metavar="N",
-        type=number_in_range(int, 0, 2**31 - 1, "seed"),
-        default=0,
-        help="seed of the synthesis and of the reverb's noise (default: 0)",
-    )
-    parser.add_argument(
-        "--sample-rate",
-        metavar="HZ",
-        type=number_in_range(int, 22050, 192000, "sample rate in Hz"),
-        default=44100,
-        help="sample rate in Hz, 22050 to 192000 (default: 44100)",
-    )
-    parser.add_argument(
-        "--device",
-        default="cpu",
-        help="torch device the effects run on, e.g. cpu or cuda (default: cpu)",
-    )
-    parser.add_argument(
-        "--no-progress", action="store_true", help="do not show a progress bar over the stages"
-    )
+    p = parser
+    p.add_argument(
+        "--out", metavar="DIR", type=Path, default=Path(DEFAULT_OUT),
+        help=f"output folder (default: {DEFAULT_OUT})",
+    )  # fmt: skip
+    p.add_argument(
+        "--method", action="append", choices=("params", "cloner"), default=None,
+        help="a method to run (repeatable; default: both, the parametric one first)",
+    )  # fmt: skip
+    p.add_argument(
+        "--controller", metavar="PATH|NAME", default="default",
+        help="parameter controller checkpoint or shipped name (default: default)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cloner", metavar="PATH|NAME", default="default",
+        help="cloner checkpoint or shipped name (default: default)",
+    )  # fmt: skip
+    p.add_argument(
+        "--data", metavar="DIR", type=Path, default=None,
+        help="an example folder laid out like mixfx/demo_data (default: the bundled one)",
+    )  # fmt: skip
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,16 +58,16 @@ def run(args: argparse.Namespace) -> int:
     require("soundfile", "io", "mixfx demo")
     require("matplotlib", "plot", "mixfx demo")
 
-    from mixfx.demo import format_report, run_demo
+    from mixfx.demo import DATA_DIR, METHODS, format_report, run_demo
 
     device = check_device(args.device)
-    summary = run_demo(
-        args.out,
-        seconds=args.seconds,
-        seed=args.seed,
-        sample_rate=args.sample_rate,
-        device=device,
-        progress=not args.no_progress,
-    )
+    try:
+        summary = run_demo(
+            args.out, methods=args.method or METHODS, controller=args.controller,
+            cloner=args.cloner, data=args.data or DATA_DIR, device=device,
+            progress=not args.no_progress,
+        )  # fmt: skip
+    except ValueError as err:
+        raise CLIError(str(err)) from None
     print(format_report(summary))
     return 0

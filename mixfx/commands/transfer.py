@@ -13,22 +13,30 @@ stems to the folder ``OUT_stems/`` (itself a stem folder for another transfer).
 equal segments of the input (the paper's interpolation); ``--interpolate REFERENCE_B --weight w``
 blends the two embeddings, ``w · Φ(A) + (1 − w) · Φ(B)``, over the whole input.
 
-The network is ``--cloner`` (a checkpoint, or a shipped name; ``default`` when one ships), and
-the encoder the one its checkpoint records, unless ``--encoder`` says otherwise. ``--method
-input`` copies the input stems unchanged (the "no processing" baseline, through the same
-separation and summing). Every output is complete or absent: all audio is computed before the
-first file is written, and each file is written atomically.
+The method is ``--method``: ``params`` (parametric transfer, the default: the shipped method
+that evaluates best on held-out songs, :data:`DEFAULT_METHOD`), ``cloner`` (the style-transfer
+network) or ``input`` (the input stems unchanged: the "no processing" baseline, through the same
+separation and summing). Without ``--method``, ``--cloner`` implies ``cloner`` and a params
+option (``--controller``, ``--preset``, ``--save-preset``, ``--refine``) implies ``params``.
+Every output is complete or absent: all audio is computed before the first file is written, and
+each file is written atomically.
+
+``--method cloner``: the network is ``--cloner`` (a checkpoint, or a shipped name; default
+``default``), and the encoder the one its checkpoint records, unless ``--encoder`` says
+otherwise.
 
 ``--method params`` is parametric transfer (:mod:`cloner.parametric`): a controller
-(``--controller PATH``, with the encoder its checkpoint records) predicts one fxdsp chain per
-stem (EQ, compressor, pan, imager, reverb, gain) from the input stem and the reference's
-matching stem, ``--refine N`` refines it by N gradient steps towards the reference's embedding
-and audio features (``--refine-from neutral`` starts from the neutral chain and needs no
-controller), and each chain is applied to its whole stem at once (no seams). ``--weight`` blends
-the two references' predicted *parameters*; ``--segments`` is not available (a chain per
-segment would need a cross-fade between chains). ``--save-preset FILE`` writes the chains as a
-JSON preset (values with units, the RMS-match gains measured on this input) and prints them;
-``--preset FILE`` applies a saved preset to the input instead (REFERENCE is then not read).
+(``--controller PATH`` or a shipped name, default ``default``, with the encoder its checkpoint
+records) predicts one fxdsp chain per stem (EQ, compressor, pan, imager, reverb, gain) from the
+input stem and the reference's matching stem, ``--refine N`` refines it by N gradient steps
+towards the reference's embedding and audio features (``--refine-from neutral`` starts from the
+neutral chain and needs no controller), and each chain is applied to its whole stem at once (no
+seams). ``--weight`` blends the two references' predicted *parameters*; ``--segments N`` moves
+the parameters from the first reference's to the second's over N segments, each chain applied
+to the whole stem and the renders joined with cross-fades. ``--save-preset FILE`` writes the
+chains as a JSON preset (values with units, the RMS-match gains measured on this input) and
+prints them; ``--preset FILE`` applies a saved preset to the input instead (REFERENCE is then
+not read).
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from mixfx.commands.common import (
 )
 
 __all__ = [
+    "DEFAULT_METHOD",
     "DESCRIPTION",
     "HELP",
     "MIN_SECONDS",
@@ -57,6 +66,9 @@ __all__ = [
 ]
 
 NAME = "transfer"
+#: The method ``mixfx transfer`` and ``mixfx demo`` use unless told otherwise: the one that
+#: evaluates best on held-out songs (the figures are in models/README.md).
+DEFAULT_METHOD = "params"
 HELP = "convert a song (mix or stem folder) to the mixing style of a reference"
 DESCRIPTION = (
     "Convert INPUT to the mixing style of REFERENCE with the style-transfer network. Each is a "
@@ -92,15 +104,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--method",
         choices=("cloner", "input", "params"),
-        default="cloner",
-        help="cloner: the style-transfer network (default); input: stems unchanged; params: "
-        "one predicted fxdsp chain per stem (--controller, --refine, --preset)",
+        default=None,
+        help="params: one predicted fxdsp chain per stem (--controller, --refine, --preset); "
+        "cloner: the style-transfer network (--cloner); input: stems unchanged (default: "
+        f"cloner when --cloner is given, params when a params option is, else {DEFAULT_METHOD}, "
+        "the shipped method that evaluates best on held-out songs)",
     )
     p.add_argument(
         "--cloner",
         metavar="PATH|NAME",
-        default="default",
-        help="cloner checkpoint or shipped name (default: default)",
+        default=None,
+        help="--method cloner: a cloner checkpoint or shipped name (default: default)",
     )
     p.add_argument(
         "--encoder",
@@ -147,8 +161,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="longest window of the network in seconds (default: auto)",
     )
     p.add_argument(
-        "--controller", metavar="PATH", default=None,
-        help="--method params: the parameter-controller checkpoint (mixfx train-params)",
+        "--controller", metavar="PATH|NAME", default=None,
+        help="--method params: a parameter-controller checkpoint (mixfx train-params) or "
+        "shipped name (default: default)",
     )  # fmt: skip
     p.add_argument(
         "--refine", type=number_in_range(int, 0, 100000, "refinement steps"), default=0,
@@ -283,7 +298,24 @@ def _write(path: Path, audio: Any, rate: int) -> None:
 
 
 # -- running --------------------------------------------------------------------------------------
+def _resolve_method(args: argparse.Namespace) -> str:
+    """``--method``, or what the other options imply, or :data:`DEFAULT_METHOD`."""
+    params_options = (args.controller is not None or args.preset is not None
+                      or args.save_preset is not None or args.refine > 0)  # fmt: skip
+    if args.method is None:
+        if args.cloner is not None and params_options:
+            raise CLIError("--cloner and a --method params option: choose one with --method")
+        args.method = (
+            "cloner" if args.cloner is not None else "params" if params_options else DEFAULT_METHOD
+        )
+    if args.cloner is not None and args.method != "cloner":
+        raise CLIError(f"--cloner: only with --method cloner (not {args.method})")
+    args.cloner = args.cloner or "default"
+    return args.method
+
+
 def _check_args(args: argparse.Namespace) -> None:
+    _resolve_method(args)
     if args.interpolate is None and (args.segments is not None or args.weight is not None):
         raise CLIError(
             "--segments and --weight need a second reference (--interpolate REFERENCE_B)"
@@ -332,11 +364,6 @@ def _check_params_args(args: argparse.Namespace) -> None:
             )
         if args.save_preset is not None:
             raise CLIError("--preset and --save-preset: the preset is already saved")
-    elif args.controller is None and not (args.refine > 0 and args.refine_from == "neutral"):
-        raise CLIError(
-            "--method params needs --controller PATH (or --preset FILE, or --refine N "
-            "--refine-from neutral)"
-        )
     elif args.refine_from == "neutral" and args.interpolate is not None:
         raise CLIError("--refine-from neutral refines towards one reference: no --interpolate")
 
@@ -356,10 +383,15 @@ def _params(
         out_stems = apply_preset(preset, parts, rate, progress=progress)
         return out_stems, torch.stack(list(out_stems.values())).sum(0), None
     controller = None
-    if args.controller is not None:
-        info = pm.read_controller_info(args.controller)
-        controller = pm.load_controller(args.controller, device=device)
-        encoder = pm.load_encoder_for_controller(info, args.encoder, device=device)
+    from_neutral = args.refine > 0 and args.refine_from == "neutral"
+    name = args.controller or (None if from_neutral else "default")
+    if name is not None:
+        try:
+            info = pm.read_controller_info(name)
+            controller = pm.load_controller(name, device=device)
+            encoder = pm.load_encoder_for_controller(info, args.encoder, device=device)
+        except ValueError as err:
+            raise CLIError(str(err)) from None
     else:
         import fxencoder
 
@@ -374,7 +406,7 @@ def _params(
     )  # fmt: skip
     if args.segments is not None:
         return result.stems, result.mix, None
-    source = f"mixfx transfer --method params: controller {args.controller}"
+    source = f"mixfx transfer --method params: controller {name}"
     if args.refine:
         source += f", {args.refine} refinement steps from the {args.refine_from}"
     preset = Preset.from_normalized(result.params, list(parts), rate, source=source)
