@@ -66,6 +66,7 @@ from fxdsp.registry import EFFECTS, STEMS
 from fxdsp.space import ParamSpace
 
 __all__ = [
+    "CONTROLLER_MANIFEST",
     "CONTROLLER_RANGES",
     "FEATURE_SCALES",
     "FORMAT",

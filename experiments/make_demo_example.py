@@ -157,8 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     songs = {}
     for song, offset in ((INPUT_SONG, x_offset), (REFERENCE_SONG, r_offset)):
         info = json.loads((args.data / "test" / song / "song.json").read_text())
-        songs[song] = {k: info[k] for k in ("source", "package", "licence", "soundfont",
-                                             "soundfont_package", "soundfont_licence")}
+        songs[song] = {
+            k: info[k]
+            for k in (
+                "source",
+                "package",
+                "licence",
+                "soundfont",
+                "soundfont_package",
+                "soundfont_licence",
+            )
+        }
         songs[song]["offset_samples"] = offset  # fmt: skip
     meta = {
         "format": "mixfx.demo-example/1",

@@ -46,7 +46,7 @@ def ship_controller(checkpoint: Path, name: str = "default") -> Path:
     back = pm.load_controller(out)
     e, f = torch.randn(2, model.config.embed_dim), torch.randn(2, model.config.feature_dim)
     with torch.no_grad():
-        diff = (model(e, e, ["bass", "vocals"], f, f) - back(e, e, ["bass", "vocals"], f, f))
+        diff = model(e, e, ["bass", "vocals"], f, f) - back(e, e, ["bass", "vocals"], f, f)
     print(f"{out}: {out.stat().st_size / 1e6:.2f} MB, float16 round trip max |du| "
           f"{float(diff.abs().max()):.2e}")  # fmt: skip
     _entry(pm.CONTROLLER_MANIFEST, name, out)

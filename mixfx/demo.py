@@ -211,6 +211,11 @@ def _cosine_distance(a: Tensor, b: Tensor) -> Tensor:
     return 1.0 - torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1, eps=1e-12)
 
 
+def _relative(figures: Mapping[str, float], base: Mapping[str, float]) -> dict[str, float]:
+    """Each figure's change against input unchanged (−0.2: 20 % lower)."""
+    return {k: v / base[k] - 1.0 for k, v in figures.items() if base[k] > 0}
+
+
 def _describe_mix(x: Tensor, rate: int) -> dict[str, float]:
     m = A.measure(x[None].double(), rate)
     keys = ("integrated_lufs", "crest_factor_db", "stereo_width", "spectral_centroid_hz")
@@ -402,11 +407,7 @@ def run_demo(
             "default_method": default,
             "models": {"params": controller, "cloner": cloner},
             "figures": figures,
-            "relative": {
-                m: {k: figures[m][k] / figures["input unchanged"][k] - 1.0
-                    for k in figures[m] if figures["input unchanged"][k] > 0}
-                for m in results
-            },  # fmt: skip
+            "relative": {m: _relative(figures[m], figures["input unchanged"]) for m in results},
             "timings_s": {m: r.seconds for m, r in results.items()},
             "mixes": {k: _describe_mix(v, rate) for k, v in mixes.items()},
         }

@@ -67,11 +67,12 @@ def test_console_script_bad_command_exits_2() -> None:
         ([], "a command is required"),
         (["frobnicate"], "invalid choice"),
         (["effects-demo", "--seconds", "-1"], "--seconds: duration in seconds must be in [1, 600]"),
-        (["effects-demo", "--seconds", "nan"], "argument --seconds: duration in seconds must be in"),
+        (["effects-demo", "--seconds", "nan"], "--seconds: duration in seconds must be in"),
         (["effects-demo", "--seconds", "abc"], "argument --seconds: expected a number"),
         (["effects-demo", "--seed", "1.5"], "argument --seed: expected an integer"),
-        (["effects-demo", "--sample-rate", "8000"], "argument --sample-rate: sample rate in Hz must be in"),
+        (["effects-demo", "--sample-rate", "8000"], "--sample-rate: sample rate in Hz must be in"),
         (["effects-demo", "--bogus"], "unrecognized arguments: --bogus"),
+        (["demo", "--method", "magic"], "argument --method: invalid choice: 'magic'"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(
@@ -148,9 +149,12 @@ def test_cli_import_is_light() -> None:
     assert proc.stdout.strip() == "[]", proc.stdout
 
 
-def test_effects_demo_through_main_at_48k(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_effects_demo_through_main_at_48k(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "nested" / "demo"
-    argv = ["effects-demo", "--out", str(out), "--seconds", "1", "--sample-rate", "48000", "--seed", "3"]
+    argv = ["effects-demo", "--out", str(out), "--seconds", "1", "--sample-rate", "48000",
+            "--seed", "3"]  # fmt: skip
     assert main([*argv, "--no-progress"]) == 0
     report = capsys.readouterr().out
     for name in ("dry.wav", "wet.wav", "spectra.png", "summary.json"):

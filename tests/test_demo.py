@@ -71,9 +71,7 @@ def test_writes_the_files_and_nothing_half_written(run: tuple[Path, dict[str, An
                                               "summary.json"}  # fmt: skip
     expected |= {f"output_{m}.wav" for m in demo.METHODS}
     assert set(os.listdir(out)) == expected
-    assert json.loads((out / "summary.json").read_text()) == json.loads(
-        json.dumps(summary)
-    )
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     for name in expected - {"preset.json", "comparison.png", "summary.json"}:
         info = sf.info(str(out / name))
         assert (info.samplerate, info.channels, info.frames) == (RATE, 2, 6 * RATE), name

@@ -1,4 +1,4 @@
-"""The effects demo (mixfx/effects_demo.py): the files it writes, measured independently of fxdsp."""
+"""The effects demo (mixfx/effects_demo.py): its files, measured independently of fxdsp."""
 
 from __future__ import annotations
 

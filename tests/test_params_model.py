@@ -250,6 +250,52 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
         load_controller(tmp_path / "missing.pt")
 
 
+def test_half_precision_checkpoint_and_shipped_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import cloner.parametric as pm
+    from fxencoder.api import sha256_of
+
+    torch.manual_seed(2)
+    c = ParamController(ParamControllerConfig.preset("tiny")).eval()
+    save_controller(c, tmp_path / "h.pt", half=True, encoder={"source": "x"})
+    stored = torch.load(tmp_path / "h.pt", weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    back = load_controller(tmp_path / "h.pt")
+    for (name, a), b in zip(c.state_dict().items(), back.state_dict().values(), strict=True):
+        assert b.dtype == a.dtype and torch.equal(b, a.half().to(a.dtype)), name
+    # a name of the manifest, checked against its SHA-256
+    monkeypatch.setattr(pm, "CONTROLLER_MANIFEST", tmp_path / "controllers.json")
+    with pytest.raises(ValueError, match=r"no controller model named 'default'.*train-params"):
+        load_controller("default")
+    (tmp_path / "controllers.json").write_text(
+        json.dumps({"default": {"file": "h.pt", "sha256": sha256_of(tmp_path / "h.pt")}})
+    )
+    assert load_controller("default").config == c.config
+    data = (tmp_path / "h.pt").read_bytes()
+    (tmp_path / "h.pt").write_bytes(data[:-100])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        load_controller("default")
+
+
+def test_the_shipped_controllers_match_their_manifest() -> None:
+    import json
+
+    import cloner.parametric as pm
+    from fxencoder.api import sha256_of
+
+    manifest = json.loads(pm.CONTROLLER_MANIFEST.read_text())
+    assert "default" in manifest
+    for name, entry in manifest.items():
+        path = pm.CONTROLLER_MANIFEST.parent / entry["file"]
+        assert sha256_of(path) == entry["sha256"], name
+        info = pm.read_controller_info(name)
+        assert info["encoder"]["source"] == "default"  # trained on the shipped encoder
+        assert load_controller(name).num_parameters() > 0
+
+
 def test_excerpt_finds_the_loudest_stretch() -> None:
     x = torch.zeros(2, 2, 10000)
     x[0, :, 6000:7000] = 1.0
