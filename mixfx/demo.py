@@ -19,8 +19,9 @@ input stems with the reference's matching stems and is measured against that tar
 
 Figures, per method and for the input unchanged: the multi-scale spectral loss of the mix to the
 target's (left/right and mid/side; lower is closer), and the encoder distance (1 − cosine of the
-shipped encoder's embeddings, mean over the four stems) of the output to the target and to the
-reference. Files, each written atomically into the output folder (``out/demo/`` by default):
+shipped encoder's embeddings, ``fxencoder.load("default")``, mean over the four stems) of the
+output to the target and to the reference. Files, each written atomically into the output
+folder (``out/demo/`` by default):
 
 * ``input.wav``, ``reference.wav``, ``target.wav``: the three mixes;
 * ``output.wav``: the default method's mix (``mixfx transfer``'s, :data:`DEFAULT_METHOD
@@ -49,6 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+import fxencoder
 from fxdsp import analysis as A
 from fxdsp.io import atomic_write
 from fxdsp.registry import STEMS
@@ -143,7 +145,7 @@ class _Result:
     preset: Any = None
 
 
-def _run_params(example: Example, controller: str, device: torch.device) -> tuple[_Result, Any]:
+def _run_params(example: Example, controller: str, device: torch.device) -> _Result:
     from cloner import parametric as pm
     from cloner.presets import Preset
 
@@ -162,10 +164,10 @@ def _run_params(example: Example, controller: str, device: torch.device) -> tupl
     )  # fmt: skip
     if out.levels is not None:
         preset = preset.with_measured_levels(out.levels)
-    return _Result(out.stems, seconds, preset), encoder
+    return _Result(out.stems, seconds, preset)
 
 
-def _run_cloner(example: Example, cloner: str, device: torch.device) -> tuple[_Result, Any]:
+def _run_cloner(example: Example, cloner: str, device: torch.device) -> _Result:
     from cloner import api
     from cloner.inference import transfer_stems
 
@@ -177,7 +179,7 @@ def _run_cloner(example: Example, cloner: str, device: torch.device) -> tuple[_R
         model, encoder, example.input, example.sample_rate, example.reference,
         example.sample_rate,
     )  # fmt: skip
-    return _Result(out.stems, time.perf_counter() - start), encoder
+    return _Result(out.stems, time.perf_counter() - start)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -374,13 +376,11 @@ def run_demo(
             target = apply_preset(example.style, example.input, rate)
         done("target")
         results: dict[str, _Result] = {}
-        encoder = None
         for method in methods:
             run = _run_params if method == "params" else _run_cloner
-            results[method], encoder = run(
-                example, controller if method == "params" else cloner, device
-            )
+            results[method] = run(example, controller if method == "params" else cloner, device)
             done(method)
+        encoder = fxencoder.load("default", device=device)  # one yardstick for every method
         figures = {"input unchanged": _figures(example.input, example, target, encoder)}
         for method, res in results.items():
             figures[method] = _figures(res.stems, example, target, encoder)
@@ -405,7 +405,7 @@ def run_demo(
             "seconds": next(iter(example.input.values())).shape[-1] / rate,
             "device": str(device),
             "default_method": default,
-            "models": {"params": controller, "cloner": cloner},
+            "models": {"params": controller, "cloner": cloner, "measures": "encoder default"},
             "figures": figures,
             "relative": {m: _relative(figures[m], figures["input unchanged"]) for m in results},
             "timings_s": {m: r.seconds for m, r in results.items()},
