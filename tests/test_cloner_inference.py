@@ -349,9 +349,16 @@ def test_named_models_are_checked_against_the_manifest(
 
 def test_shipped_manifest_is_valid_json() -> None:
     manifest = json.loads((api.WEIGHTS_DIR / "manifest.json").read_text())
-    for entry in manifest.values():
+    assert "default" in manifest
+    for name, entry in manifest.items():
         assert (api.WEIGHTS_DIR / entry["file"]).is_file()
         assert api.sha256_of(api.WEIGHTS_DIR / entry["file"]) == entry["sha256"]
+        info = api.read_info(name)
+        assert info["encoder"]["source"] == "default"  # trained on the shipped encoder
+        model = api.load(name)
+        assert model.config.cond_dim == info["encoder"]["embed_dim"]
+        stored = torch.load(api.WEIGHTS_DIR / entry["file"], weights_only=True)["state_dict"]
+        assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
 
 
 def test_bad_checkpoints_are_clear_errors(tmp_path: Path) -> None:

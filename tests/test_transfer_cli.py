@@ -257,7 +257,7 @@ def test_usage_errors_are_one_line(
     _fails([*base[:3], str(tmp_path / "out.mp3"), *base[4:]], capsys, "must end in .wav or .flac")
     _fails([*base, "--segments", "3"], capsys, "need a second reference (--interpolate")
     _fails([*base, "--interpolate", str(env["ref_b"])], capsys, "exactly one of --segments")
-    _fails([*base[:4], "--cloner", "default"], capsys, "no cloner model named 'default'")
+    _fails([*base[:4], "--cloner", "nonexistent"], capsys, "no cloner model named 'nonexistent'")
     _fails([*base[:4], "--cloner", str(env["encoder"])], capsys, "is not a cloner checkpoint")
     _fails([*base, "--device", "toaster"], capsys, "unknown device 'toaster'")
     assert main(["transfer", *base, "--segments", "1"]) == 2  # argparse: out of range
