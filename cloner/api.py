@@ -208,8 +208,8 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None) -> 
         device: where the model goes (default CPU).
 
     Raises:
-        ValueError: an unknown name or missing file (``"default"``: no model is shipped yet,
-            with how to train one), a SHA-256 mismatch (corrupt or truncated file), a file that
+        ValueError: an unknown name (with the shipped names and how to train one) or a missing
+            file, a SHA-256 mismatch (corrupt or truncated file), a file that
             is not a cloner checkpoint, or weights that do not fit its config.
     """
     path, obj = _read(name_or_path)
