@@ -59,6 +59,7 @@ __all__ = [
     "TransferItems",
     "bootstrap_mean",
     "cloner_method",
+    "cosine_distance",
     "evaluate",
     "feature_errors",
     "identity_method",
@@ -361,7 +362,8 @@ def feature_errors(y: Tensor, t: Tensor, sample_rate: int) -> dict[str, Tensor]:
     }
 
 
-def _cosine_distance(a: Tensor, b: Tensor) -> Tensor:
+def cosine_distance(a: Tensor, b: Tensor) -> Tensor:
+    """``1 − cos(a, b)`` along the last dimension, in float64."""
     return 1.0 - torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1, eps=1e-12)
 
 
@@ -383,8 +385,8 @@ def item_measures(
             out[f"mss_{ch}"] = mss_loss(y, t, channels=ch, reduction="none").double()
     if encoder is not None:
         ey, er, et = (encoder.embed(a, sample_rate).cpu() for a in (y, r, t))
-        out["emb_ref"] = _cosine_distance(ey, er)
-        out["emb_gt"] = _cosine_distance(ey, et)
+        out["emb_ref"] = cosine_distance(ey, er)
+        out["emb_gt"] = cosine_distance(ey, et)
     else:
         out["emb_ref"] = out["emb_gt"] = torch.full((len(y),), float("nan"), dtype=torch.float64)
     out.update(feature_errors(y, t, sample_rate))

@@ -95,7 +95,7 @@ def _segment(data: Path, song: str, seconds: float) -> tuple[np.ndarray, int, in
     """``(stems, 2, samples)`` FX-normalized, the offset, the rate: the song's first aligned
     loud segment (all four stems above -40 dBFS), as ``mixfx eval-encoder`` chooses them."""
     import fxdata
-    from fxencoder.evaluation import _FXNORM_ID
+    from fxencoder.evaluation import _FXNORM_ID, aligned_offsets
 
     normalizer = fxdsp.FxNormalizer(fxdsp.FxNormStats.corpus_default())
 
@@ -113,14 +113,10 @@ def _segment(data: Path, song: str, seconds: float) -> tuple[np.ndarray, int, in
         raise SystemExit(f"{song} is not in the test split of {data}")
     t = names.index(song)
     index = np.asarray(ds.index)
-    rows = index[index[:, 0] == t]
-    offsets = None
-    for s in range(len(STEMS)):
-        here = set(rows[rows[:, 1] == s, 2].tolist())
-        offsets = here if offsets is None else offsets & here
+    offsets = aligned_offsets(index, len(STEMS)).get(t)
     if not offsets:
         raise SystemExit(f"{song} has no {seconds:g}-s stretch where all four stems are loud")
-    offset = sorted(offsets)[len(offsets) // 2]
+    offset = offsets[len(offsets) // 2]
     row_of = {(int(a), int(b), int(c)): i for i, (a, b, c) in enumerate(index)}
     audio = np.stack([ds[row_of[(t, s, offset)]]["audio"].numpy() for s in range(len(STEMS))])
     return audio, int(offset), int(ds.sample_rate)
@@ -157,18 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     songs = {}
     for song, offset in ((INPUT_SONG, x_offset), (REFERENCE_SONG, r_offset)):
         info = json.loads((args.data / "test" / song / "song.json").read_text())
-        songs[song] = {
-            k: info[k]
-            for k in (
-                "source",
-                "package",
-                "licence",
-                "soundfont",
-                "soundfont_package",
-                "soundfont_licence",
-            )
-        }
-        songs[song]["offset_samples"] = offset  # fmt: skip
+        keys = ("source", "package", "licence", "soundfont", "soundfont_package",
+                "soundfont_licence")  # fmt: skip
+        songs[song] = {k: info[k] for k in keys}
+        songs[song]["offset_samples"] = offset
     meta = {
         "format": "mixfx.demo-example/1",
         "sample_rate": rate,

@@ -95,6 +95,7 @@ __all__ = [
     "EvalSegments",
     "ItemSet",
     "OracleEmbedder",
+    "aligned_offsets",
     "as_embedder",
     "bootstrap_accuracy",
     "bootstrap_difference",
@@ -196,6 +197,24 @@ class EvalSegments:
         return self.audio.shape[-1] / self.sample_rate
 
 
+def aligned_offsets(index: np.ndarray, n_stems: int) -> dict[int, list[int]]:
+    """Per track, the sorted offsets that every one of its ``n_stems`` stems has a segment at.
+
+    ``index`` is a stem-mode dataset's ``(track, stem, offset)`` rows (segments of loud audio
+    only); tracks without such an offset are left out.
+    """
+    aligned: dict[int, list[int]] = {}
+    for t in np.unique(index[:, 0]):
+        rows = index[index[:, 0] == t]
+        offsets = None
+        for s in range(n_stems):
+            here = set(rows[rows[:, 1] == s, 2].tolist())
+            offsets = here if offsets is None else offsets & here
+        if offsets:
+            aligned[int(t)] = sorted(offsets)
+    return aligned
+
+
 def load_segments(
     path: str | Path,
     split: str = "test",
@@ -253,15 +272,7 @@ def load_segments(
     if stem_names != list(STEMS):
         raise ValueError(f"the dataset's stems are {stem_names}, expected {list(STEMS)}")
     rng = np.random.default_rng([seed, 0])
-    aligned: dict[int, list[int]] = {}
-    for t in np.unique(index[:, 0]):
-        rows = index[index[:, 0] == t]
-        offsets = None
-        for s in range(len(STEMS)):
-            here = set(rows[rows[:, 1] == s, 2].tolist())
-            offsets = here if offsets is None else offsets & here
-        if offsets:
-            aligned[int(t)] = sorted(offsets)
+    aligned = aligned_offsets(index, len(STEMS))
     names_all = [ds.tracks[t].name for t in range(len(ds.tracks))]
     if len(aligned) < 2:
         raise ValueError(

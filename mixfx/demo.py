@@ -189,28 +189,27 @@ def _mix(stems: Mapping[str, Tensor]) -> Tensor:
     return torch.stack([stems[s].cpu().float() for s in STEMS]).sum(0)
 
 
+def _embed_stems(stems: Mapping[str, Tensor], rate: int, encoder: Any) -> Tensor:
+    """``(stems, dim)`` embeddings of the four stems, in :data:`STEMS` order."""
+    device = next(encoder.parameters()).device
+    return encoder.embed(torch.stack([stems[s].float() for s in STEMS]).to(device), rate).cpu()
+
+
 def _figures(
-    stems: Mapping[str, Tensor], example: Example, target: Mapping[str, Tensor], encoder: Any
-) -> dict[str, float]:
-    """MSS of the mix to the target's, encoder distances of the stems (mean over stems)."""
+    stems: Mapping[str, Tensor], target: Mapping[str, Tensor], rate: int, encoder: Any,
+    anchors: Mapping[str, Tensor],
+) -> dict[str, float]:  # fmt: skip
+    """MSS of the mix to the target's, encoder distances of the stems to the ``anchors``
+    (``"target"``, ``"reference"``: their stems' embeddings), mean over stems."""
+    from cloner.evaluation import cosine_distance
     from cloner.loss import mss_loss
 
     y, t = _mix(stems)[None], _mix(target)[None]
     out = {f"mss_{ch}": float(mss_loss(y, t, channels=ch)) for ch in ("lr", "ms")}
-    rate = example.sample_rate
-    device = next(encoder.parameters()).device
-    batch = {
-        k: torch.stack([v[s].float() for s in STEMS]).to(device)
-        for k, v in (("y", stems), ("t", target), ("r", example.reference))
-    }
-    emb = {k: encoder.embed(v, rate).cpu() for k, v in batch.items()}
-    out["emb_target"] = float(_cosine_distance(emb["y"], emb["t"]).mean())
-    out["emb_reference"] = float(_cosine_distance(emb["y"], emb["r"]).mean())
+    emb = _embed_stems(stems, rate, encoder)
+    for name, anchor in anchors.items():
+        out[f"emb_{name}"] = float(cosine_distance(emb, anchor).mean())
     return out
-
-
-def _cosine_distance(a: Tensor, b: Tensor) -> Tensor:
-    return 1.0 - torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=-1, eps=1e-12)
 
 
 def _relative(figures: Mapping[str, float], base: Mapping[str, float]) -> dict[str, float]:
@@ -219,30 +218,16 @@ def _relative(figures: Mapping[str, float], base: Mapping[str, float]) -> dict[s
 
 
 def _describe_mix(x: Tensor, rate: int) -> dict[str, float]:
-    m = A.measure(x[None].double(), rate)
-    keys = ("integrated_lufs", "crest_factor_db", "stereo_width", "spectral_centroid_hz")
-    return {k: float(m[k][0]) for k in keys}
+    from mixfx.effects_demo import measure
+
+    m = measure(x[None], rate)
+    return {k: m[k] for k in ("integrated_lufs", "crest_factor_db", "stereo_width",
+                              "spectral_centroid_hz")}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------
 # Output
 # ------------------------------------------------------------------------------------------------
-def _write_wav(path: Path, audio: Tensor, rate: int) -> None:
-    import soundfile as sf
-
-    data = audio.detach().cpu().float().numpy().T
-    atomic_write(path, lambda tmp: sf.write(tmp, data, rate, "FLOAT", format="WAV"))
-
-
-def _write_json(path: Path, obj: Mapping[str, Any]) -> None:
-    text = json.dumps(obj, indent=1, allow_nan=False) + "\n"
-
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(text, encoding="utf-8")
-
-    atomic_write(path, write)
-
-
 _COLOURS = {"input": "0.55", "reference": "tab:orange", "target": "black",
             "params": "tab:blue", "cloner": "tab:green"}  # fmt: skip
 
@@ -347,6 +332,7 @@ def run_demo(
     """
     from cloner.presets import apply_preset
     from mixfx.commands.transfer import DEFAULT_METHOD
+    from mixfx.effects_demo import write_json, write_wav
 
     methods = list(dict.fromkeys(methods))
     unknown = sorted(set(methods) - set(METHODS))
@@ -380,9 +366,11 @@ def run_demo(
             results[method] = run(example, controller if method == "params" else cloner, device)
             done(method)
         encoder = fxencoder.load("default", device=device)  # one yardstick for every method
-        figures = {"input unchanged": _figures(example.input, example, target, encoder)}
+        anchors = {"target": _embed_stems(target, rate, encoder),
+                   "reference": _embed_stems(example.reference, rate, encoder)}  # fmt: skip
+        figures = {"input unchanged": _figures(example.input, target, rate, encoder, anchors)}
         for method, res in results.items():
-            figures[method] = _figures(res.stems, example, target, encoder)
+            figures[method] = _figures(res.stems, target, rate, encoder, anchors)
         done("measures")
         mixes = {"input": _mix(example.input), "reference": _mix(example.reference),
                  "target": _mix(target)}  # fmt: skip
@@ -392,9 +380,9 @@ def run_demo(
         files = {}
         for name, x in mixes.items():
             files[name] = out / f"{name}.wav"
-            _write_wav(files[name], x, rate)
+            write_wav(files[name], x[None], rate)
         files["output"] = out / "output.wav"
-        _write_wav(files["output"], mixes[f"output_{default}"], rate)
+        write_wav(files["output"], mixes[f"output_{default}"][None], rate)
         if "params" in results:
             files["preset"] = results["params"].preset.save(out / "preset.json")
         summary: dict[str, Any] = {
@@ -416,7 +404,7 @@ def run_demo(
         _plot(files["comparison"], mixes, stem_sets, summary, rate)
         files["summary"] = out / "summary.json"
         summary["files"] = {k: str(v) for k, v in files.items()}
-        _write_json(files["summary"], summary)
+        write_json(files["summary"], summary)
         done("files")
     finally:
         if bar is not None:

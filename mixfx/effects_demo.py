@@ -27,7 +27,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,16 @@ from fxdsp.functional.reverb import reverb
 from fxdsp.functional.stereo import pan, stereo_imager
 from fxdsp.io import atomic_write
 
-__all__ = ["CHAIN", "DRY_LUFS", "SOURCES", "format_report", "run_demo", "synth_music"]
+__all__ = [
+    "CHAIN",
+    "DRY_LUFS",
+    "SOURCES",
+    "format_report",
+    "run_demo",
+    "synth_music",
+    "write_json",
+    "write_wav",
+]
 
 _EPS = 1e-12
 
@@ -398,7 +407,8 @@ def band_levels(x: Tensor, sample_rate: float, fraction: int = 6) -> tuple[np.nd
 # ---------------------------------------------------------------------------------------------
 
 
-def _write_wav(path: Path, audio: Tensor, sample_rate: int) -> None:
+def write_wav(path: Path, audio: Tensor, sample_rate: int) -> None:
+    """``(1, channels, samples)`` audio as a 32-bit float WAV, written atomically."""
     import soundfile as sf
 
     data = audio.detach()[0].to(torch.float32).cpu().numpy().T  # (samples, channels)
@@ -494,7 +504,8 @@ def _plot(path: Path, dry: Tensor, wet: Tensor, sample_rate: float, summary: dic
     plt.close(fig)
 
 
-def _write_json(path: Path, obj: dict) -> None:
+def write_json(path: Path, obj: Mapping[str, Any]) -> None:
+    """``obj`` as indented JSON (no NaN), written atomically."""
     text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
 
     def write(tmp: str) -> None:
@@ -626,10 +637,10 @@ def run_demo(
             "summary": "summary.json",
         },
     }
-    _write_wav(out / "dry.wav", dry, sample_rate)
-    _write_wav(out / "wet.wav", wet, sample_rate)
+    write_wav(out / "dry.wav", dry, sample_rate)
+    write_wav(out / "wet.wav", wet, sample_rate)
     _plot(out / "spectra.png", dry, wet, sr, summary)
-    _write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     summary["out_dir"] = str(out)
     return summary
 
