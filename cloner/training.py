@@ -160,6 +160,9 @@ class ClonerTrainConfig(TripletRunConfig):
         checkpoint_every: steps between checkpoints (one is written at the end too).
         log_every: steps between scalar logs.
         audio_every: steps between audio examples in TensorBoard (0: never).
+        init_from: start from these weights instead of random ones (a fine-tune: the optimizer,
+            the schedule and the step start afresh): a shipped cloner name or a cloner
+            checkpoint file (:func:`cloner.load`) whose model config is this run's.
     """
 
     model: str = "small"
@@ -185,6 +188,7 @@ class ClonerTrainConfig(TripletRunConfig):
     checkpoint_every: int = 500
     log_every: int = 10
     audio_every: int = 1000
+    init_from: str | None = None
 
     _loss_weights: ClassVar[tuple[str, ...]] = (
         "mss_lr_weight",
@@ -192,6 +196,15 @@ class ClonerTrainConfig(TripletRunConfig):
         "embedding_weight",
     )
     _model_class: ClassVar[type] = ClonerConfig
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.init_from is not None:
+            if not isinstance(self.init_from, (str, Path)) or not str(self.init_from):
+                raise ValueError(
+                    f"init_from must be a cloner name or checkpoint path, got {self.init_from!r}"
+                )
+            object.__setattr__(self, "init_from", str(self.init_from))
 
     def model_config(self) -> ClonerConfig:
         """The cloner's config: the preset, the overrides and the segment length."""
@@ -431,9 +444,27 @@ class ClonerTrainer(ConditionedTrainer):
         encoder: torch.nn.Module | None = None,
     ) -> None:
         self._setup(config, dataset, device, encoder, MixFXCloner)
+        if config.init_from is not None:
+            self._init_weights(config.init_from)
         self.criterion = MultiScaleSpectralLoss(
             config.fft_sizes, lr_weight=config.mss_lr_weight, ms_weight=config.mss_ms_weight
         ) if config.mss_lr_weight + config.mss_ms_weight > 0 else None  # fmt: skip
+
+    def _init_weights(self, source: str) -> None:
+        """Copy the weights of the cloner ``source`` (``init_from``) into the model."""
+        from cloner.api import load
+
+        try:
+            start = load(source)
+        except ValueError as err:
+            raise ValueError(f"init_from: {err}") from None
+        if start.config != self.model_config:
+            raise ValueError(
+                f"init_from: {source} is a cloner of another config than this run's "
+                f"({start.config} vs {self.model_config})"
+            )
+        with torch.no_grad():
+            self.model.load_state_dict(start.state_dict())
 
     @torch.no_grad()
     def make_batch(self) -> dict[str, Any]:

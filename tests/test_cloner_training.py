@@ -236,6 +236,35 @@ def test_resume_is_exact(data, encoder_path: Path, tmp_path: Path) -> None:
         resumed.resume(tmp_path / "bad.pt")
 
 
+def test_init_from_starts_from_the_weights_with_a_fresh_optimizer(
+    data, encoder_path: Path, tmp_path: Path
+) -> None:
+    trained = ClonerTrainer(_config(encoder_path), data)
+    for _ in range(2):
+        trained.step()
+    trained.save(tmp_path / "start.pt")
+    cfg = _config(encoder_path, init_from=str(tmp_path / "start.pt"), seed=3)
+    assert ClonerTrainConfig.from_json(cfg.to_json()).init_from == str(tmp_path / "start.pt")
+    tuned = ClonerTrainer(cfg, data)
+    for k, v in trained.model.state_dict().items():
+        assert torch.equal(tuned.model.state_dict()[k], v), k
+    assert tuned.step_count == 0 and not tuned.optimizer.state_dict()["state"]
+    fresh = ClonerTrainer(_config(encoder_path, seed=3), data)
+    differs = [not torch.equal(a, b) for a, b in zip(
+        fresh.model.state_dict().values(), tuned.model.state_dict().values(), strict=True)]
+    assert any(differs)
+    tuned.step()  # trains on from there
+    assert tuned.step_count == 1
+    # Another model config, a missing file and a bad value are named.
+    other = _config(encoder_path, init_from=str(tmp_path / "start.pt"), segment_seconds=0.6)
+    with pytest.raises(ValueError, match="init_from: .*another config"):
+        ClonerTrainer(other, data)
+    with pytest.raises(ValueError, match="init_from: "):
+        ClonerTrainer(_config(encoder_path, init_from=str(tmp_path / "nope.pt")), data)
+    with pytest.raises(ValueError, match="init_from must be"):
+        _config(encoder_path, init_from="")
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop: TensorBoard scalars, stereo audio, checkpoints
 
@@ -323,6 +352,15 @@ def test_command_line_train_resume_and_errors(
               "--steps", "3", "--no-progress", "--cache-dir", str(tmp_path / "c")]  # fmt: skip
     assert main(resume) == 0
     assert torch.load(run_dir / "last.pt", weights_only=True)["step"] == 3
+    # --init-from fine-tunes from those weights in a new run folder (step count from 0).
+    tune = ["train-cloner", "--data", str(root), "--out", str(tmp_path / "tuned"),
+            "--init-from", str(run_dir / "last.pt"), "--encoder", str(encoder_path), "--preset",
+            "tiny", "--config", str(cfg), "--steps", "1", "--no-progress", "--cache-dir",
+            str(tmp_path / "c")]  # fmt: skip
+    assert main(tune) == 0
+    tuned = torch.load(tmp_path / "tuned" / "last.pt", weights_only=True)
+    assert tuned["step"] == 1
+    assert tuned["train_config"]["init_from"] == str((run_dir / "last.pt").resolve())
     capsys.readouterr()
     bad = ["train-cloner", "--data", str(root), "--out", str(tmp_path / "r2"), "--preset",
            "small", "--encoder", str(encoder_path), "--no-progress", "--steps", "1",

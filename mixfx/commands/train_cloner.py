@@ -59,6 +59,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=number_in_range(int, 0, 2**31 - 1, "seed"), default=None)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--init-from", metavar="NAME_OR_PATH", default=None,
+        help="fine-tune: start from these cloner weights (a shipped name or a checkpoint of the "
+        "same model config) with a fresh optimizer and schedule",
+    )  # fmt: skip
     steps = number_in_range(int, 1, 10**9, "steps")
     p.add_argument("--checkpoint-every", type=steps, default=None, help="default 500")
     p.add_argument("--log-every", type=steps, default=None, help="default 10")
@@ -84,9 +89,11 @@ def _train_config(args: argparse.Namespace, last: Path) -> Any:
         "batch_size": args.batch_size, "lr": args.lr, "segment_seconds": args.segment_seconds,
         "embedding_weight": args.embedding_weight, "seed": args.seed,
         "checkpoint_every": args.checkpoint_every, "log_every": args.log_every,
-        "audio_every": args.audio_every,
+        "audio_every": args.audio_every, "init_from": args.init_from,
     }  # fmt: skip
     base.update({k: v for k, v in given.items() if v is not None})
+    if args.init_from is not None and Path(args.init_from).is_file():
+        base["init_from"] = str(Path(args.init_from).resolve())
     if args.encoder is not None and Path(args.encoder).is_file():
         base["encoder"] = str(Path(args.encoder).resolve())  # --resume from anywhere
     if args.no_fxnorm:
