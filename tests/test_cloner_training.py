@@ -250,14 +250,18 @@ def test_init_from_starts_from_the_weights_with_a_fresh_optimizer(
         assert torch.equal(tuned.model.state_dict()[k], v), k
     assert tuned.step_count == 0 and not tuned.optimizer.state_dict()["state"]
     fresh = ClonerTrainer(_config(encoder_path, seed=3), data)
-    differs = [not torch.equal(a, b) for a, b in zip(
-        fresh.model.state_dict().values(), tuned.model.state_dict().values(), strict=True)]
+    differs = [
+        not torch.equal(a, b)
+        for a, b in zip(
+            fresh.model.state_dict().values(), tuned.model.state_dict().values(), strict=True
+        )
+    ]
     assert any(differs)
     tuned.step()  # trains on from there
     assert tuned.step_count == 1
     # Another model config, a missing file and a bad value are named.
     other = _config(encoder_path, init_from=str(tmp_path / "start.pt"), segment_seconds=0.6)
-    with pytest.raises(ValueError, match="init_from: .*another config"):
+    with pytest.raises(ValueError, match=r"init_from: .*another config"):
         ClonerTrainer(other, data)
     with pytest.raises(ValueError, match="init_from: "):
         ClonerTrainer(_config(encoder_path, init_from=str(tmp_path / "nope.pt")), data)
