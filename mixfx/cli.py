@@ -4,6 +4,8 @@ Commands:
     ``mixfx demo``: the demo (:mod:`mixfx.demo`): the bundled multitrack example converted to
     the mixing style of the bundled reference by the shipped models, measured against the
     known target, written to ``out/demo/`` (needs the ``io`` and ``plot`` extras).
+    ``mixfx app``: the local web page (:mod:`mixfx.app`): upload a song and a reference,
+    listen A/B, compare plots, edit the preset, download (needs the ``app`` extra).
     ``mixfx effects-demo``: a synthesized music example through a chain of fxdsp effects
     (:mod:`mixfx.effects_demo`), written to ``out/effects-demo/``.
     ``mixfx version``: the versions of mixfx, torch and Python (also ``mixfx --version``).
@@ -43,6 +45,7 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from mixfx.commands import (
+    app,
     corpus,
     demo,
     effects_demo,
@@ -63,6 +66,7 @@ __all__ = ["COMMANDS", "CLIError", "build_parser", "main"]
 #: ``DESCRIPTION``, ``configure(parser)`` and ``run(args) -> exit code``.
 COMMANDS: tuple[ModuleType, ...] = (
     demo,
+    app,
     effects_demo,
     fxnorm_stats,
     corpus,
