@@ -132,3 +132,15 @@ def test_installed_mixfx_demo(installed: tuple[Path, dict[str, str], Path]) -> N
     assert summary["seconds"] == 6
     figures = summary["figures"]
     assert figures["params"]["mss_lr"] < figures["input unchanged"]["mss_lr"]
+
+
+def test_installed_app_has_its_page(installed: tuple[Path, dict[str, str], Path]) -> None:
+    """The wheel carries the web page's static files (package data)."""
+    bin_dir, env, work = installed
+    code = (
+        "import json; from mixfx.app.server import STATIC; "
+        "print(json.dumps([str(STATIC), sorted(p.name for p in STATIC.iterdir())]))"
+    )
+    proc = _run([str(bin_dir / "python"), "-c", code], cwd=work, env=env)
+    where, names = json.loads(proc.stdout)
+    assert not where.startswith(str(ROOT)) and names == ["app.css", "app.js", "index.html"]
