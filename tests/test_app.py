@@ -294,6 +294,23 @@ def test_page_in_headless_chromium(server, tmp_path: Path) -> None:
         assert abs(shown - old - 4.0) < 1e-3
         src = driver.execute_script("return document.getElementById('audio-output').src")
         assert src.endswith("v=2")
+        # The download links: the mix, a ZIP of the four stems, a preset fxdsp loads.
+        import io
+        import zipfile
+
+        from cloner.presets import Preset
+
+        links = {k: driver.find_element(By.ID, f"dl-{k}").get_attribute("href")
+                 for k in ("output", "stems", "preset")}  # fmt: skip
+        mix = _download(links["output"], tmp_path / "mix.wav")
+        with zipfile.ZipFile(io.BytesIO(urllib.request.urlopen(links["stems"]).read())) as z:
+            assert sorted(z.namelist()) == sorted(f"{s}.wav" for s in STEMS)
+            parts = [sf.read(io.BytesIO(z.read(f"{s}.wav")), always_2d=True)[0] for s in STEMS]
+        np.testing.assert_allclose(sum(parts), mix, atol=1e-5)
+        np.testing.assert_array_equal(parts[STEMS.index("vocals")], after)
+        (tmp_path / "preset.json").write_bytes(urllib.request.urlopen(links["preset"]).read())
+        loaded = Preset.load(tmp_path / "preset.json")
+        assert abs(loaded.stems["vocals"].values["gain.gain_db"] - shown) < 1e-4
         height = driver.execute_script("return document.body.scrollHeight")
         driver.set_window_size(1280, height + 40)
         driver.execute_script("window.scrollTo(0, 0)")
@@ -373,3 +390,32 @@ def test_command_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None
     assert len(err.strip().splitlines()) == 1
     assert main(["app", "--port", "70000"]) == 2
     assert "port" in capsys.readouterr().err
+
+
+def test_blend_weights_the_first_reference(tmp_path: Path) -> None:
+    """Blend 1 is the first reference alone, blend 0 the second alone (parametric method)."""
+    engine = Engine(root=tmp_path)
+    first, second = _stem_files(DEMO / "reference"), _stem_files(DEMO / "input")
+    try:
+
+        def run(settings: Settings, refs_b: list) -> np.ndarray:
+            job_id, folder = engine.new_folder()
+            engine.submit(job_id, folder, settings, _stem_files(DEMO / "input"),
+                          refs_b[0] if refs_b else first, refs_b[1] if refs_b else ())  # fmt: skip
+            status = _wait(engine, job_id)
+            assert status["state"] == "done", status["error"]
+            return sf.read(folder / "output.wav")[0]
+
+        only_first = run(Settings(method="params"), [])
+        only_second = run(Settings(method="params"), [second, ()])
+        np.testing.assert_allclose(run(Settings(method="params", blend=1.0), [first, second]),
+                                   only_first, atol=1e-6)  # fmt: skip
+        np.testing.assert_allclose(run(Settings(method="params", blend=0.0), [first, second]),
+                                   only_second, atol=1e-6)  # fmt: skip
+        assert np.abs(only_first - only_second).max() > 1e-2
+        job_id, folder = engine.new_folder()
+        with pytest.raises(AppError, match="needs a blend weight"):
+            engine.submit(job_id, folder, Settings(method="params"),
+                          _stem_files(DEMO / "input"), first, second)  # fmt: skip
+    finally:
+        engine.close()
