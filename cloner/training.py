@@ -63,7 +63,6 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "mixfx.cloner.train/1"
-_NORMALIZER_ID = "fxdsp.FxNormalizer/corpus_default/1"  # the encoder's: one shared cache
 
 
 class TripletRunConfig(ConfigBase):
@@ -232,16 +231,8 @@ def open_training_data(
     if detect_layout(path) != "pack":
         options["cache_dir"] = cache_dir
         if config.fxnorm:
-            normalizer = fxdsp.FxNormalizer(fxdsp.FxNormStats.corpus_default())
-            options["normalizer"] = lambda audio, stems: _normalize_numpy(normalizer, audio, stems)
-            options["normalizer_id"] = _NORMALIZER_ID
+            options.update(fxdata.corpus_fxnorm())
     return fxdata.open_dataset(path, split, segment_seconds=model.segment_seconds, **options)
-
-
-def _normalize_numpy(normalizer: fxdsp.FxNormalizer, audio: np.ndarray, stems: Any) -> np.ndarray:
-    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-    with torch.no_grad():
-        return normalizer(x, [str(s) for s in stems]).numpy()
 
 
 def level_segments(audio: Tensor, stems: Sequence[str], sample_rate: float) -> Tensor:

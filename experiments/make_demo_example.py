@@ -95,18 +95,11 @@ def _segment(data: Path, song: str, seconds: float) -> tuple[np.ndarray, int, in
     """``(stems, 2, samples)`` FX-normalized, the offset, the rate: the song's first aligned
     loud segment (all four stems above -40 dBFS), as ``mixfx eval-encoder`` chooses them."""
     import fxdata
-    from fxencoder.evaluation import _FXNORM_ID, aligned_offsets
-
-    normalizer = fxdsp.FxNormalizer(fxdsp.FxNormStats.corpus_default())
-
-    def normalize(audio: np.ndarray, stems: object) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-        with torch.no_grad():
-            return normalizer(x, [str(s) for s in stems]).numpy()
+    from fxencoder.evaluation import aligned_offsets
 
     ds = fxdata.open_dataset(
         data, "test", STEMS, segment_seconds=seconds, sample_rate=44100, jitter=False,
-        silence_db=-40.0, mode="stem", normalizer=normalize, normalizer_id=_FXNORM_ID,
+        silence_db=-40.0, mode="stem", **fxdata.corpus_fxnorm(),
     )  # fmt: skip
     names = [t.name for t in ds.tracks]
     if song not in names:

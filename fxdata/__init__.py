@@ -23,6 +23,7 @@ __all__ = [
     "SegmentDataset",
     "SegmentStream",
     "Triplets",
+    "corpus_fxnorm",
     "draw_triplets",
     "open_dataset",
     "pack_segments",

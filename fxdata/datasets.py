@@ -420,6 +420,29 @@ class SegmentStream(IterableDataset):
             produced += 1
 
 
+#: The cache name of :func:`corpus_fxnorm`'s hook (one shared segment cache for every user).
+CORPUS_FXNORM_ID = "fxdsp.FxNormalizer/corpus_default/1"
+
+
+def corpus_fxnorm() -> dict[str, Any]:
+    """The ``normalizer`` and ``normalizer_id`` options of a :class:`SegmentDataset` that
+    FX-normalize each decoded track with the shipped corpus statistics
+    (``fxdsp.FxNormalizer(fxdsp.FxNormStats.corpus_default())``, in NumPy, no gradients): what
+    the encoder, the cloner, the controller and their evaluations train and test on."""
+    import torch
+
+    import fxdsp
+
+    normalizer = fxdsp.FxNormalizer(fxdsp.FxNormStats.corpus_default())
+
+    def normalize(audio: np.ndarray, stems: Sequence[str]) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+        with torch.no_grad():
+            return normalizer(x, [str(s) for s in stems]).numpy()
+
+    return {"normalizer": normalize, "normalizer_id": CORPUS_FXNORM_ID}
+
+
 def open_dataset(
     path: str | Path,
     split: str = "train",

@@ -156,8 +156,6 @@ CONDITION_DEFINITIONS: dict[str, str] = {
     ),
 }
 
-_FXNORM_ID = "fxdsp.FxNormalizer/corpus_default/1"  # the training data's id: a shared cache
-
 
 # ------------------------------------------------------------------------------------------------
 # Contents
@@ -256,14 +254,7 @@ def load_segments(
     if detect_layout(path) != "pack":
         options.update(cache_dir=cache_dir, jitter=False, silence_db=silence_db, mode="stem")
         if fxnorm:
-            normalizer = fxdsp.FxNormalizer(fxdsp.FxNormStats.corpus_default())
-
-            def normalize(audio: np.ndarray, stems: Any) -> np.ndarray:
-                x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-                with torch.no_grad():
-                    return normalizer(x, [str(s) for s in stems]).numpy()
-
-            options.update(normalizer=normalize, normalizer_id=_FXNORM_ID)
+            options.update(fxdata.corpus_fxnorm())
     ds = fxdata.open_dataset(path, split, STEMS, segment_seconds=seconds, **options)
     index = np.asarray(ds.index)
     if index.ndim != 2 or len(index) == 0:

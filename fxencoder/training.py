@@ -246,9 +246,7 @@ def open_training_data(
     if detect_layout(path) != "pack":
         options["cache_dir"] = cache_dir
         if config.fxnorm:
-            normalizer = fxdsp.FxNormalizer(fxdsp.FxNormStats.corpus_default())
-            options["normalizer"] = lambda audio, stems: _normalize_numpy(normalizer, audio, stems)
-            options["normalizer_id"] = "fxdsp.FxNormalizer/corpus_default/1"
+            options.update(fxdata.corpus_fxnorm())
     return fxdata.open_dataset(path, split, segment_seconds=model.segment_seconds, **options)
 
 
@@ -265,15 +263,6 @@ def level_contents(contents: Tensor, stem: str, sample_rate: float) -> Tensor:
 @functools.cache
 def _corpus_stats() -> fxdsp.FxNormStats:
     return fxdsp.FxNormStats.corpus_default()
-
-
-def _normalize_numpy(normalizer: fxdsp.FxNormalizer, audio: np.ndarray, stems: Any) -> np.ndarray:
-    """The dataset's normalizer hook: ``(stems, 2, samples)`` float32 → normalized, per stem."""
-    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-    names = [str(s) for s in stems]
-    with torch.no_grad():
-        y = normalizer(x, names)
-    return y.numpy()
 
 
 class _ContentSampler:

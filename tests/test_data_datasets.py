@@ -899,3 +899,20 @@ def test_an_endless_stream_keeps_drawing(musdb: Path, tmp_path: Path) -> None:
     stream = iter(SegmentStream(_segments(musdb, tmp_path / "cache"), seed=2))
     items = [next(stream) for _ in range(20)]  # no length: it never stops
     assert len(items) == 20 and all(item["audio"].shape == (2, 11025) for item in items)
+
+
+def test_corpus_fxnorm_hook_is_the_corpus_normalizer_in_numpy() -> None:
+    import fxdsp
+    from fxdata import corpus_fxnorm
+
+    options = corpus_fxnorm()
+    assert options["normalizer_id"] == "fxdsp.FxNormalizer/corpus_default/1"
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal((2, 2, 44100))).astype(np.float32)
+    got = options["normalizer"](audio, np.array(["drums", "vocals"]))
+    want = fxdsp.FxNormalizer(fxdsp.FxNormStats.corpus_default())(
+        torch.from_numpy(audio), ["drums", "vocals"]
+    )
+    assert got.dtype == np.float32 and got.shape == audio.shape
+    np.testing.assert_array_equal(got, want.detach().numpy())
+    assert not np.allclose(got, audio)  # it did normalize
