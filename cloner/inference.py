@@ -60,6 +60,7 @@ __all__ = [
     "blend",
     "context_samples",
     "convert",
+    "fx_normalize_stems",
     "interpolation_conds",
     "iter_convert",
     "plan_windows",
@@ -577,3 +578,44 @@ def transfer_stems(
         )  # fmt: skip
     converted = {n: out[i] for i, n in enumerate(names)}
     return StemTransfer(converted, out.sum(dim=0), sample_rate)
+
+
+def fx_normalize_stems(stems: Mapping[str, Tensor], sample_rate: float) -> dict[str, Tensor]:
+    """Each stem FX-normalized as the shipped models' training inputs were
+    (``fxdsp.FxNormalizer(fxdsp.FxNormStats.corpus_default())``: loudness, EQ, dynamics and
+    stereo image to the stem's corpus average), whole, at the statistics' rate (resampled there
+    and back when ``sample_rate`` differs).
+
+    Args:
+        stems: ``{name: (channels, samples)}`` with names of :data:`fxdsp.STEMS`, mono or
+            stereo, at least 400 ms.
+        sample_rate: their rate in Hz.
+
+    Returns:
+        ``{name: (2, samples)}`` float32 on the CPU, at ``sample_rate`` and each stem's length;
+        a silent stem stays silent.
+
+    Raises:
+        ValueError: a stem name the statistics do not cover, malformed audio.
+    """
+    import fxdsp
+    from fxdata.audio import resample
+
+    stats = fxdsp.FxNormStats.corpus_default()
+    normalizer = fxdsp.FxNormalizer(stats)
+    rate, work = round(float(sample_rate)), round(float(stats.sample_rate))
+    out = {}
+    for name, x in stems.items():
+        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[0] not in (1, 2):
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"stem {name!r} must be (1 or 2, samples), got {shape}")
+        y = x.detach().float().cpu().expand(2, -1)
+        if rate != work:
+            y = torch.from_numpy(resample(y.numpy(), rate, work).astype(np.float32))
+        with torch.no_grad():
+            y = normalizer(y[None], [name])[0]
+        if rate != work:
+            y = torch.from_numpy(resample(y.numpy(), work, rate).astype(np.float32))
+        n = x.shape[-1]
+        out[name] = torch.nn.functional.pad(y[:, :n], (0, max(0, n - y.shape[-1])))
+    return out

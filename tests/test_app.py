@@ -419,3 +419,27 @@ def test_blend_weights_the_first_reference(tmp_path: Path) -> None:
                           _stem_files(DEMO / "input"), first, second)  # fmt: skip
     finally:
         engine.close()
+
+
+def test_fxnorm_setting_normalizes_the_input_first(tmp_path: Path) -> None:
+    import torch
+
+    from cloner.inference import fx_normalize_stems
+
+    engine = Engine(root=tmp_path)
+    try:
+        job_id, folder = engine.new_folder()
+        engine.submit(job_id, folder, Settings(method="params", fxnorm=True),
+                      _stem_files(DEMO / "input"), _stem_files(DEMO / "reference"))  # fmt: skip
+        status = _wait(engine, job_id)
+        assert status["state"] == "done", status["error"]
+        stems = {}
+        for s in STEMS:
+            data = sf.read(DEMO / "input" / f"{s}.flac", dtype="float32", always_2d=True)[0]
+            stems[s] = torch.from_numpy(data.T.copy())
+        want = sum(fx_normalize_stems(stems, 44100).values())
+        got = sf.read(folder / "input.wav", always_2d=True)[0].T
+        np.testing.assert_allclose(got, want.numpy(), atol=1e-6)
+        assert not np.allclose(got, sum(stems.values()).numpy(), atol=1e-3)
+    finally:
+        engine.close()

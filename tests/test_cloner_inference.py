@@ -537,3 +537,22 @@ def test_silence_gives_finite_output() -> None:
     stems = sep.separate(tiny_demucs(), torch.zeros(2, 20000), SR)
     assert all(bool(torch.isfinite(s).all()) for s in stems.values())
     assert np.isfinite(sum(float(s.abs().sum()) for s in stems.values()))
+
+
+def test_fx_normalize_stems_is_the_corpus_normalizer_on_whole_stems() -> None:
+    import fxdsp
+    from cloner.inference import fx_normalize_stems
+
+    gen = torch.Generator().manual_seed(3)
+    stems = {"drums": 0.3 * torch.randn(2, 44100, generator=gen),
+             "vocals": 0.01 * torch.randn(1, 40000, generator=gen)}  # fmt: skip
+    got = fx_normalize_stems(stems, 44100)
+    norm = fxdsp.FxNormalizer(fxdsp.FxNormStats.corpus_default())
+    for name, x in stems.items():
+        want = norm(x.expand(2, -1)[None], [name])[0]
+        assert got[name].shape == (2, x.shape[-1])
+        torch.testing.assert_close(got[name], want, rtol=0, atol=0)
+    silent = fx_normalize_stems({"bass": torch.zeros(2, 30000)}, 32000)["bass"]
+    assert silent.shape == (2, 30000) and not silent.any()
+    with pytest.raises(ValueError, match="stem 'drums' must be"):
+        fx_normalize_stems({"drums": torch.zeros(3, 30000)}, 44100)

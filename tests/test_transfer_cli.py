@@ -191,6 +191,28 @@ def test_method_input_copies_the_stems(env: dict[str, Path]) -> None:
     assert np.array_equal(y, expected.numpy())
 
 
+def test_fxnorm_normalizes_the_input_stems_first(env: dict[str, Path]) -> None:
+    """``--fxnorm`` with ``--method input``: the written stems are the FX-normalized input
+    (48 kHz, one stem mono, one shorter), each at its stem's corpus loudness (pyloudnorm)."""
+    pyln = pytest.importorskip("pyloudnorm")
+    import fxdsp
+    from cloner.inference import fx_normalize_stems
+
+    out = env["root"] / "normed.wav"
+    assert main(["transfer", str(env["input"]), str(env["ref"]), "-o", str(out), "--method",
+                 "input", "--fxnorm", "--save-stems", "--no-progress"]) == 0  # fmt: skip
+    stems, rate = _read_folder(env["input"])
+    want = fx_normalize_stems(stems, rate)
+    stats = fxdsp.FxNormStats.corpus_default()
+    for name, x in want.items():
+        got, fs = _read(env["root"] / "normed_stems" / f"{name}.wav")
+        n = stems[name].shape[-1]
+        np.testing.assert_allclose(got[:, :n], x.numpy(), atol=1e-6)
+        assert not np.allclose(got[:, :n], stems[name].expand(2, -1).numpy(), atol=1e-3)
+        lufs = pyln.Meter(fs).integrated_loudness(got[:, :n].T.astype(np.float64))
+        assert abs(lufs - stats.stems[name].loudness_lufs) < 1.0, (name, lufs)
+
+
 def test_recorded_encoder_is_used_and_can_be_overridden(
     env: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -147,11 +147,14 @@ class Settings:
         refine: refinement steps of ``"params+refine"``.
         blend: with a second reference, the weight of the first (``w · A + (1 − w) · B``: the
             embeddings for the cloner, the predicted parameters for the controller).
+        fxnorm: FX-normalize the input stems first (:func:`cloner.inference.fx_normalize_stems`,
+            as the models' training inputs were); the page's "input" is then the normalized one.
     """
 
     method: str = "cloner"
     refine: int = 20
     blend: float | None = None
+    fxnorm: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -420,6 +423,11 @@ class Engine:
             else:
                 stems[key] = audio, rate
         parts, rate = stems["input"]
+        if job.settings.fxnorm:
+            from cloner.inference import fx_normalize_stems
+
+            self._set(job, "FX-normalizing the input stems", 0.3)
+            parts = fx_normalize_stems(parts, rate)
         ref, ref_rate = stems["reference"]
         ref_b, ref_b_rate = stems.get("reference_b", (None, None))
         s = job.settings

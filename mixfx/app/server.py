@@ -5,8 +5,8 @@ Routes (JSON unless said otherwise):
 - ``GET /``: the page (``static/index.html`` with ``app.js`` and ``app.css``);
 - ``GET /api/config``: the methods, the upload limit, whether mixes can be separated;
 - ``POST /api/jobs`` (multipart: ``input`` and ``reference`` files, ``reference_b`` files
-  optional, ``method``, ``refine``, ``blend``): checks the uploads and queues the transfer;
-  answers ``{"id": ...}``, or ``400 {"error": message}``;
+  optional, ``method``, ``refine``, ``blend``, ``fxnorm``): checks the uploads and queues the
+  transfer; answers ``{"id": ...}``, or ``400 {"error": message}``;
 - ``GET /api/jobs/{id}``: the job's state, progress, files, figures and preset;
 - ``GET /api/jobs/{id}/files/{name}``: one of its files (WAV, ZIP, JSON, PNG);
 - ``POST /api/jobs/{id}/preset`` (JSON: a preset): re-renders the output with the edited chains;
@@ -85,6 +85,7 @@ def create_app(engine: Engine) -> FastAPI:
         method: Annotated[str, Form()] = "cloner",
         refine: Annotated[int, Form()] = 20,
         blend: Annotated[float | None, Form()] = None,
+        fxnorm: Annotated[bool, Form()] = False,
     ) -> Any:
         job_id, folder = engine.new_folder()
         try:
@@ -95,8 +96,8 @@ def create_app(engine: Engine) -> FastAPI:
             }  # fmt: skip
             if blend is not None and not math.isfinite(blend):
                 raise AppError("the blend must be a number between 0 and 1")
-            settings = Settings(method=method, refine=refine, blend=blend if saved["reference_b"]
-                                else None)  # fmt: skip
+            settings = Settings(method=method, refine=refine, fxnorm=fxnorm,
+                                blend=blend if saved["reference_b"] else None)  # fmt: skip
             engine.submit(job_id, folder, settings, saved["input"], saved["reference"],
                           saved["reference_b"])  # fmt: skip
         except AppError as err:

@@ -195,6 +195,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "DBFS, e.g. -1 (default: as the method makes it; a peak above 0 dBFS is kept in WAV "
         "and clipped with a warning in FLAC)",
     )  # fmt: skip
+    p.add_argument(
+        "--fxnorm", action="store_true",
+        help="FX-normalize the input stems first (loudness, EQ, dynamics, image to the corpus "
+        "averages), as the shipped models' training inputs were; the reference is left as it is",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
 
@@ -461,6 +466,10 @@ def run(args: argparse.Namespace) -> int:
             stems[key] = audio, rate
 
     parts, rate = stems["input"]
+    if args.fxnorm:
+        from cloner.inference import fx_normalize_stems
+
+        parts = fx_normalize_stems(parts, rate)
     preset = None
     if args.method == "params":
         out_stems, mix, preset = _params(args, parts, rate, stems, device, progress)

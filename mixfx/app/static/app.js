@@ -46,6 +46,7 @@ async function submit(event) {
   }
   form.append("method", document.querySelector("input[name=method]:checked").value);
   form.append("refine", $("refine").value || "20");
+  form.append("fxnorm", $("fxnorm").checked ? "true" : "false");
   if ($("reference_b").files.length > 0) form.append("blend", $("blend").value);
   closeJob();
   $("run").disabled = true;
