@@ -443,3 +443,21 @@ def test_fxnorm_setting_normalizes_the_input_first(tmp_path: Path) -> None:
         assert not np.allclose(got, sum(stems.values()).numpy(), atol=1e-3)
     finally:
         engine.close()
+
+
+def test_an_upload_over_the_byte_limit_is_refused_as_it_arrives(tmp_path: Path) -> None:
+    import io
+    from types import SimpleNamespace
+
+    from mixfx.app.server import _save
+
+    small = SimpleNamespace(filename="drums.wav", file=io.BytesIO(b"x" * 1000))
+    empty_field = SimpleNamespace(filename="", file=io.BytesIO(b""))
+    saved = _save([small, empty_field], tmp_path / "ok", limit=1000)
+    assert [(n, p.read_bytes()) for n, p in saved] == [("drums.wav", b"x" * 1000)]
+    big = SimpleNamespace(filename="../../song.wav", file=io.BytesIO(b"x" * (3 << 20)))
+    with pytest.raises(AppError, match=r"song\.wav is larger than 2 MB"):
+        _save([big], tmp_path / "big", limit=2 << 20)
+    written = list((tmp_path / "big").iterdir())
+    assert len(written) == 1 and written[0].stat().st_size <= 2 << 20  # stopped at the limit
+    assert written[0].parent == tmp_path / "big"  # the uploaded name's folders are dropped

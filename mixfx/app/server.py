@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +35,8 @@ from mixfx.app.engine import METHODS, AppError, Engine, Settings
 __all__ = ["STATIC", "create_app"]
 
 STATIC = Path(__file__).parent / "static"
+#: Upload bytes allowed per second of the longest accepted file: 192 kHz stereo 32-bit float.
+_BYTES_PER_SECOND = 192000 * 2 * 4
 _MEDIA = {".wav": "audio/wav", ".zip": "application/zip", ".json": "application/json",
           ".png": "image/png"}  # fmt: skip
 
@@ -89,8 +90,9 @@ def create_app(engine: Engine) -> FastAPI:
     ) -> Any:
         job_id, folder = engine.new_folder()
         try:
+            limit = int(engine.max_seconds * _BYTES_PER_SECOND) + (1 << 20)
             saved = {
-                key: _save(files or [], folder / "uploads" / key)
+                key: _save(files or [], folder / "uploads" / key, limit)
                 for key, files in (("input", input), ("reference", reference),
                                    ("reference_b", reference_b))
             }  # fmt: skip
@@ -148,10 +150,11 @@ def create_app(engine: Engine) -> FastAPI:
     return app
 
 
-def _save(files: list[Any], folder: Path) -> list[tuple[str, Path]]:
+def _save(files: list[Any], folder: Path, limit: int) -> list[tuple[str, Path]]:
     """The uploads of one field written to ``folder``: ``(uploaded name, path)`` each (the
     name reduced to its last part; files without a name are skipped, as browsers send an empty
-    part for an empty file field)."""
+    part for an empty file field). A file over ``limit`` bytes is refused (:class:`AppError`)
+    as soon as it passes it."""
     out = []
     for k, upload in enumerate(files):
         name = Path(upload.filename or "").name
@@ -159,7 +162,15 @@ def _save(files: list[Any], folder: Path) -> list[tuple[str, Path]]:
             continue
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{k}{Path(name).suffix.lower()[:8]}"
+        size = 0
         with path.open("wb") as f:
-            shutil.copyfileobj(upload.file, f, length=1 << 20)
+            while chunk := upload.file.read(1 << 20):
+                size += len(chunk)
+                if size > limit:
+                    raise AppError(
+                        f"{name} is larger than {limit / 1e6:.0f} MB, more than the longest "
+                        "accepted upload can take"
+                    )
+                f.write(chunk)
         out.append((name, path))
     return out
