@@ -38,6 +38,7 @@ __all__ = [
     "encoder_record",
     "load",
     "load_encoder_for",
+    "load_with_info",
     "read_info",
     "resolve_shipped",
     "save",
@@ -193,6 +194,10 @@ def read_info(name_or_path: str | Path) -> dict[str, Any]:
         ValueError: as :func:`load`.
     """
     _, obj = _read(name_or_path)
+    return _info(obj)
+
+
+def _info(obj: Mapping[str, Any]) -> dict[str, Any]:
     skip = {"state_dict", "optimizer", "rng", "rng_ranks", "scheduler"}
     return {k: v for k, v in obj.items() if k not in skip}
 
@@ -213,6 +218,18 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None) -> 
             is not a cloner checkpoint, or weights that do not fit its config.
     """
     path, obj = _read(name_or_path)
+    return _build(path, obj, device)
+
+
+def load_with_info(
+    name_or_path: str | Path, device: str | torch.device | None = None
+) -> tuple[MixFXCloner, dict[str, Any]]:
+    """:func:`load` and :func:`read_info` from one read (and one SHA-256 check) of the file."""
+    path, obj = _read(name_or_path)
+    return _build(path, obj, device), _info(obj)
+
+
+def _build(path: Path, obj: Mapping[str, Any], device: str | torch.device | None) -> MixFXCloner:
     try:
         config = ClonerConfig.from_dict(dict(obj["config"]))
     except (TypeError, ValueError) as err:

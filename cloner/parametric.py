@@ -82,6 +82,7 @@ __all__ = [
     "excerpt",
     "feature_distance",
     "load_controller",
+    "load_controller_with_info",
     "load_encoder_for_controller",
     "neutral_normalized",
     "predict",
@@ -1164,7 +1165,21 @@ def load_controller(path: str | Path, device: str | torch.device | None = None) 
     Raises:
         ValueError: as :func:`read_controller_info`, or weights that do not fit the config.
     """
+    return _build_controller(path, _read(path), device)
+
+
+def load_controller_with_info(
+    path: str | Path, device: str | torch.device | None = None
+) -> tuple[ParamController, dict[str, Any]]:
+    """:func:`load_controller` and :func:`read_controller_info` from one read of the file."""
     obj = _read(path)
+    info = {k: v for k, v in obj.items() if k not in _SKIP}
+    return _build_controller(path, obj, device), info
+
+
+def _build_controller(
+    path: str | Path, obj: Mapping[str, Any], device: str | torch.device | None
+) -> ParamController:
     try:
         config = ParamControllerConfig.from_dict(dict(obj["config"]))
     except (TypeError, ValueError, KeyError) as err:

@@ -149,8 +149,7 @@ def _run_params(example: Example, controller: str, device: torch.device) -> _Res
     from cloner import parametric as pm
     from cloner.presets import Preset
 
-    info = pm.read_controller_info(controller)
-    model = pm.load_controller(controller, device=device)
+    model, info = pm.load_controller_with_info(controller, device=device)
     encoder = pm.load_encoder_for_controller(info, device=device)
     start = time.perf_counter()
     out = pm.transfer_params(
@@ -171,8 +170,7 @@ def _run_cloner(example: Example, cloner: str, device: torch.device) -> _Result:
     from cloner import api
     from cloner.inference import transfer_stems
 
-    info = api.read_info(cloner)
-    model = api.load(cloner, device=device)
+    model, info = api.load_with_info(cloner, device=device)
     encoder = api.load_encoder_for(info, device=device)
     start = time.perf_counter()
     out = transfer_stems(

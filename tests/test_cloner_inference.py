@@ -359,6 +359,10 @@ def test_shipped_manifest_is_valid_json() -> None:
         assert model.config.cond_dim == info["encoder"]["embed_dim"]
         stored = torch.load(api.WEIGHTS_DIR / entry["file"], weights_only=True)["state_dict"]
         assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+        both, both_info = api.load_with_info(name)  # one read: the same model and info
+        assert both_info == info and both.config == model.config
+        for k, v in model.state_dict().items():
+            assert torch.equal(both.state_dict()[k], v), k
 
 
 def test_bad_checkpoints_are_clear_errors(tmp_path: Path) -> None:

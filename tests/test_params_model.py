@@ -274,6 +274,10 @@ def test_half_precision_checkpoint_and_shipped_names(
         json.dumps({"default": {"file": "h.pt", "sha256": sha256_of(tmp_path / "h.pt")}})
     )
     assert load_controller("default").config == c.config
+    both, info = pm.load_controller_with_info("default")  # one read: model and info
+    assert info == pm.read_controller_info("default") and info["encoder"] == {"source": "x"}
+    assert all(torch.equal(a, b) for a, b in zip(
+        back.state_dict().values(), both.state_dict().values(), strict=True))  # fmt: skip
     data = (tmp_path / "h.pt").read_bytes()
     (tmp_path / "h.pt").write_bytes(data[:-100])
     with pytest.raises(ValueError, match="corrupt or truncated"):

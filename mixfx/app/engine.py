@@ -393,14 +393,14 @@ class Engine:
                     if kind == "cloner":
                         from cloner import api
 
-                        info = api.read_info(self.cloner_name)
-                        model = api.load(self.cloner_name, device=self.device)
+                        model, info = api.load_with_info(self.cloner_name, device=self.device)
                         encoder = api.load_encoder_for(info, device=self.device)
                     else:
                         from cloner import parametric as pm
 
-                        info = pm.read_controller_info(self.controller_name)
-                        model = pm.load_controller(self.controller_name, device=self.device)
+                        model, info = pm.load_controller_with_info(
+                            self.controller_name, device=self.device
+                        )
                         encoder = pm.load_encoder_for_controller(info, device=self.device)
                 except ValueError as err:
                     raise AppError(f"cannot load the {kind}: {err}") from None

@@ -126,10 +126,9 @@ def run(args: argparse.Namespace) -> int:
     require("matplotlib", "plot", "mixfx eval-transfer")
     sf = require("soundfile", "io", "mixfx eval-transfer")
 
-    import cloner
     import fxencoder
     from cloner import evaluation as ev
-    from cloner.api import load_encoder_for, read_info
+    from cloner.api import load_encoder_for, load_with_info
     from fxdsp.io import atomic_write, atomic_write_text
     from fxencoder.evaluation import load_segments
 
@@ -141,8 +140,9 @@ def run(args: argparse.Namespace) -> int:
         )
     specs = labelled(args.cloner, "--cloner")
     labels = [label for label, _ in specs]
-    models = {label: cloner.load(path, device=args.device) for label, path in specs}
-    infos = {label: read_info(path) for label, path in specs}
+    loaded = {label: load_with_info(path, device=args.device) for label, path in specs}
+    models = {label: model for label, (model, _) in loaded.items()}
+    infos = {label: info for label, (_, info) in loaded.items()}
     controllers, controller_encoders = _load_controllers(args)
     if specs:
         encoder = load_encoder_for(infos[labels[0]], args.encoder, device=args.device)
@@ -265,8 +265,7 @@ def _load_controllers(args: argparse.Namespace) -> tuple[dict[str, Any], dict[st
     specs = labelled(args.params, "--params")
     controllers, encoders = {}, {}
     for label, path in specs:
-        controllers[label] = pm.load_controller(path, device=args.device)
-        info = pm.read_controller_info(path)
+        controllers[label], info = pm.load_controller_with_info(path, device=args.device)
         encoders[label] = pm.load_encoder_for_controller(info, args.encoder, device=args.device)
     return controllers, encoders
 

@@ -395,8 +395,7 @@ def _params(
     name = args.controller or (None if from_neutral else "default")
     if name is not None:
         try:
-            info = pm.read_controller_info(name)
-            controller = pm.load_controller(name, device=device)
+            controller, info = pm.load_controller_with_info(name, device=device)
             encoder = pm.load_encoder_for_controller(info, args.encoder, device=device)
         except ValueError as err:
             raise CLIError(str(err)) from None
@@ -443,8 +442,7 @@ def run(args: argparse.Namespace) -> int:
         from cloner import api
 
         try:
-            info = api.read_info(args.cloner)
-            cloner = api.load(args.cloner, device=device)
+            cloner, info = api.load_with_info(args.cloner, device=device)
             encoder = api.load_encoder_for(info, args.encoder, device=device)
         except ValueError as err:
             raise CLIError(str(err)) from None
