@@ -363,6 +363,8 @@ class Engine:
         except AppError as err:
             job.state, job.error = "failed", str(err)
         except Exception as err:  # a bug: the page gets one line, the server log the trace
+            if job.id not in self.jobs:  # closed while it ran: its folder went from under it
+                return
             traceback.print_exc()
             job.state, job.error = "failed", f"the transfer failed: {type(err).__name__}: {err}"
 
