@@ -1,0 +1,77 @@
+"""Would matching each stem's loudness to the reference's help the transfer?
+
+    python -m experiments.probe_level_match valid pedalboard|fxdsp
+
+On a split of ``data/corpus`` (the items of ``mixfx eval-transfer``: 6-s segments, 4 styles per
+song, seed 0) with the shipped cloner: mix and stem MSS L/R of input unchanged, the input
+loudness-matched to the reference stem by stem (BS.1770, at most ±24 dB), the cloner, and the
+cloner's output loudness-matched, each with its song-bootstrap interval against input
+unchanged, and the mix and stem loudness errors. Figures quoted in the README's independent
+checks.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+import cloner
+import fxdsp
+from cloner import evaluation as ev
+from cloner.api import load_encoder_for, read_info
+from fxdsp.functional.loudness import loudness
+from fxencoder.evaluation import load_segments
+
+
+def match_loudness(y: torch.Tensor, r: torch.Tensor, fs: int, limit: float = 24.0) -> torch.Tensor:
+    """``y`` scaled per item to ``r``'s integrated loudness (silent items left as they are)."""
+    d = loudness(r.double(), fs) - loudness(y.double(), fs)
+    d = torch.where(torch.isfinite(d), d, torch.zeros_like(d)).clamp(-limit, limit)
+    return y * (10 ** (d / 20)).float()[:, None, None]
+
+
+def _cell(stats: dict) -> str:
+    change = stats.get("change")
+    if change is None:
+        return f"{stats['mean']:.3f}"
+    return (f"{stats['mean']:.3f} ({100 * change:+.1f} % [{100 * stats['change_low']:+.1f}, "
+            f"{100 * stats['change_high']:+.1f}])")  # fmt: skip
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2 or argv[1] not in ("pedalboard", "fxdsp"):
+        raise SystemExit(__doc__)
+    split, lib = argv
+    model = cloner.load("default")
+    encoder = load_encoder_for(read_info("default"), None)
+    seg = load_segments("data/corpus", split, seconds=6.0, sample_rate=44100, seed=0,
+                        fxnorm=True)  # fmt: skip
+    if lib == "pedalboard":
+        items = ev.make_pedalboard_items(seg, 4, seed=0)
+    else:
+        chain = fxdsp.ChainConfig().replace(sample_rate=44100.0)
+        items = ev.make_items(seg, 4, seed=0, config=chain, device="cpu")
+    run = ev.cloner_method(model, encoder)
+    cache: dict[str, torch.Tensor] = {}
+
+    def cloned(x: torch.Tensor, r: torch.Tensor, stem: str, fs: int) -> torch.Tensor:
+        if stem not in cache:
+            cache[stem] = run(x, r, stem, fs)
+        return cache[stem]
+
+    methods = {
+        "input loudness-matched": lambda x, r, s, fs: match_loudness(x, r, fs),
+        "cloner": cloned,
+        "cloner loudness-matched": lambda x, r, s, fs: match_loudness(cloned(x, r, s, fs), r, fs),
+    }
+    res = ev.evaluate(items, methods, encoder=None, n_boot=1000, seed=0)
+    for name, m in res["methods"].items():
+        print(f"{split} {lib} {name}: mix {_cell(m['mix']['mss_lr'])}; stems "
+              f"{_cell(m['stem_mean']['mss_lr'])}; loudness error mix "
+              f"{m['mix']['loudness_lu']['mean']:.2f} LU, stems "
+              f"{m['stem_mean']['loudness_lu']['mean']:.2f} LU")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
