@@ -17,12 +17,11 @@ import sys
 import numpy as np
 
 import cloner
-import fxdsp
 from cloner import evaluation as ev
 from cloner.api import load_encoder_for, read_info
+from experiments.probe_level_match import probe_items
 from fxdsp.functional.loudness import loudness
 from fxdsp.registry import STEMS
-from fxencoder.evaluation import load_segments
 
 DEFAULT = {"shipped": "checkpoints/cloner-default/last.pt",
            "fine-tune": "runs/cloner-fullchain/last.pt"}  # fmt: skip
@@ -37,13 +36,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit(__doc__)
     lib = argv[0]
     models = dict(a.split("=", 1) for a in argv[1:]) or DEFAULT
-    seg = load_segments("data/corpus", "valid", seconds=6.0, sample_rate=44100, seed=0,
-                        fxnorm=True)  # fmt: skip
-    if lib == "pedalboard":
-        items = ev.make_pedalboard_items(seg, 4, seed=0)
-    else:
-        chain = fxdsp.ChainConfig().replace(sample_rate=44100.0)
-        items = ev.make_items(seg, 4, seed=0, config=chain, device="cpu")
+    items = probe_items("valid", lib)
     for name, path in models.items():
         run = ev.cloner_method(cloner.load(path), load_encoder_for(read_info(path), None))
         dt, do, dr = [], [], []

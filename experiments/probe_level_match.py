@@ -31,6 +31,17 @@ def match_loudness(y: torch.Tensor, r: torch.Tensor, fs: int, limit: float = 24.
     return y * (10 ** (d / 20)).float()[:, None, None]
 
 
+def probe_items(split: str, lib: str) -> ev.TransferItems:
+    """The items of ``mixfx eval-transfer --split SPLIT --style-library LIB`` on
+    ``data/corpus`` (6-s FX-normalized segments, 4 styles per song, seed 0)."""
+    seg = load_segments("data/corpus", split, seconds=6.0, sample_rate=44100, seed=0,
+                        fxnorm=True)  # fmt: skip
+    if lib == "pedalboard":
+        return ev.make_pedalboard_items(seg, 4, seed=0)
+    chain = fxdsp.ChainConfig().replace(sample_rate=44100.0)
+    return ev.make_items(seg, 4, seed=0, config=chain, device="cpu")
+
+
 def _cell(stats: dict) -> str:
     change = stats.get("change")
     if change is None:
@@ -45,13 +56,7 @@ def main(argv: list[str]) -> None:
     split, lib = argv
     model = cloner.load("default")
     encoder = load_encoder_for(read_info("default"), None)
-    seg = load_segments("data/corpus", split, seconds=6.0, sample_rate=44100, seed=0,
-                        fxnorm=True)  # fmt: skip
-    if lib == "pedalboard":
-        items = ev.make_pedalboard_items(seg, 4, seed=0)
-    else:
-        chain = fxdsp.ChainConfig().replace(sample_rate=44100.0)
-        items = ev.make_items(seg, 4, seed=0, config=chain, device="cpu")
+    items = probe_items(split, lib)
     run = ev.cloner_method(model, encoder)
     cache: dict[str, torch.Tensor] = {}
 
