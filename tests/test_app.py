@@ -461,3 +461,22 @@ def test_an_upload_over_the_byte_limit_is_refused_as_it_arrives(tmp_path: Path) 
     written = list((tmp_path / "big").iterdir())
     assert len(written) == 1 and written[0].stat().st_size <= 2 << 20  # stopped at the limit
     assert written[0].parent == tmp_path / "big"  # the uploaded name's folders are dropped
+
+
+def test_refined_method_runs_the_refinement(tmp_path: Path) -> None:
+    engine = Engine(root=tmp_path)
+    try:
+        outs = {}
+        for settings in (Settings(method="params"), Settings(method="params+refine", refine=2)):
+            job_id, folder = engine.new_folder()
+            engine.submit(job_id, folder, settings, _stem_files(DEMO / "input"),
+                          _stem_files(DEMO / "reference"))  # fmt: skip
+            status = _wait(engine, job_id)
+            assert status["state"] == "done", status["error"]
+            outs[settings.method] = (status["preset"], sf.read(folder / "output.wav")[0])
+        preset, refined = outs["params+refine"]
+        assert preset["source"].endswith("2 refinement steps")
+        assert np.abs(refined - outs["params"][1]).max() > 1e-4  # the steps moved the chain
+        assert preset != outs["params"][0]
+    finally:
+        engine.close()
