@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fxdsp.registry import STEMS
+
 __all__ = [
     "METHODS",
     "AppError",
@@ -44,7 +46,6 @@ __all__ = [
 
 #: The page's methods: the network, the parametric controller, and the controller refined.
 METHODS = ("cloner", "params", "params+refine")
-STEMS = ("drums", "bass", "other", "vocals")
 MIN_SECONDS = 1.0
 _AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3"}
 
@@ -314,9 +315,7 @@ class Engine:
             "reference": read_song_files(references, "the reference", limit),
         }
         if references_b:
-            songs["reference_b"] = read_song_files(
-                references_b, "the second reference", self.max_seconds
-            )
+            songs["reference_b"] = read_song_files(references_b, "the second reference", limit)
         if any(kind == "mix" for kind, _, _ in songs.values()):
             self._separator()  # a mix without Demucs weights is refused now, not in the queue
         job = Job(job_id, folder, settings)
@@ -462,11 +461,7 @@ class Engine:
             preset = Preset.from_normalized(result.params, list(parts), rate, source=source)
             if result.levels is not None:
                 preset = preset.with_measured_levels(result.levels)
-        length = max(x.shape[-1] for x in parts.values())
-        job.input_stems = {
-            k: torch.nn.functional.pad(x.expand(2, -1), (0, length - x.shape[-1]))
-            for k, x in parts.items()
-        }
+        job.input_stems = {k: x.expand(2, -1) for k, x in _aligned(parts).items()}
         job.sample_rate, job.reference_rate = rate, ref_rate
         job.reference_stems = {k: x.expand(2, -1) for k, x in _aligned(ref).items()}
         self._set(job, "writing and measuring", 0.85)
@@ -510,7 +505,7 @@ class Engine:
         sets = {"input": (job.input_stems, rate), "reference": (job.reference_stems,
                 job.reference_rate), "output": (stems, rate)}  # fmt: skip
         job.figures = measure_sets(sets)
-        files.update(write_plots(job.folder, sets))
+        files.update(write_plots(job.folder, sets, job.figures))
         job.files.update(files)
         job.version += 1
 
@@ -543,17 +538,21 @@ def measure_sets(sets: Mapping[str, tuple[Mapping[str, Any], int]]) -> dict[str,
 _COLOURS = {"input": "0.5", "reference": "tab:orange", "output": "tab:green"}
 
 
-def write_plots(folder: Path, sets: Mapping[str, tuple[Mapping[str, Any], int]]) -> dict[str, str]:
+def write_plots(
+    folder: Path,
+    sets: Mapping[str, tuple[Mapping[str, Any], int]],
+    figures: Mapping[str, Any],
+) -> dict[str, str]:
     """``spectrum.png`` (average 1/6-octave spectrum of the mixes), ``loudness.png``
-    (momentary loudness over time) and ``width.png`` (stereo width per stem and of the mix),
-    written atomically; returns ``{plot: file name}``."""
+    (momentary loudness over time) and ``width.png`` (the stereo widths per stem and of the mix
+    that :func:`measure_sets` gave as ``figures``), written atomically; returns ``{plot: file
+    name}``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from fxdsp.analysis import stereo_width
     from fxdsp.io import atomic_write
     from mixfx.effects_demo import band_levels, momentary_loudness
 
@@ -589,9 +588,8 @@ def write_plots(folder: Path, sets: Mapping[str, tuple[Mapping[str, Any], int]])
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     width = 0.8 / len(sets)
-    for i, (name, (stems, _)) in enumerate(sets.items()):
-        vals = [float(stereo_width(stems[k][None].double())[0]) for k in STEMS]
-        vals.append(float(stereo_width(mixes[name][0][None].double())[0]))
+    for i, name in enumerate(sets):
+        vals = [figures[name]["width"][k] for k in (*STEMS, "mix")]
         ax.bar(np.arange(len(STEMS) + 1) + (i - (len(sets) - 1) / 2) * width, vals, width,
                label=name, color=_COLOURS.get(name))  # fmt: skip
     ax.set_xticks(np.arange(len(STEMS) + 1), [*STEMS, "mix"])
@@ -611,11 +609,8 @@ def _aligned(stems: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _write_wav(path: Path, audio: Any, rate: int) -> None:
-    """32-bit float WAV, written atomically."""
-    import numpy as np
-    import soundfile as sf
+    """``(channels, samples)`` audio as a 32-bit float WAV, written atomically
+    (:func:`mixfx.effects_demo.write_wav`)."""
+    from mixfx.effects_demo import write_wav
 
-    from fxdsp.io import atomic_write
-
-    data = np.ascontiguousarray(audio.detach().float().cpu().numpy().T)
-    atomic_write(path, lambda tmp: sf.write(tmp, data, int(rate), format="WAV", subtype="FLOAT"))
+    write_wav(path, audio[None], int(rate))
