@@ -1127,7 +1127,11 @@ def read_controller_info(path: str | Path) -> dict[str, Any]:
     Raises:
         ValueError: a missing or unreadable file, or not a controller checkpoint.
     """
-    return {k: v for k, v in _read(path).items() if k not in _SKIP}
+    return _controller_info(_read(path))
+
+
+def _controller_info(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in _SKIP}
 
 
 _SKIP = {"state_dict", "optimizer", "rng", "rng_ranks"}
@@ -1173,8 +1177,7 @@ def load_controller_with_info(
 ) -> tuple[ParamController, dict[str, Any]]:
     """:func:`load_controller` and :func:`read_controller_info` from one read of the file."""
     obj = _read(path)
-    info = {k: v for k, v in obj.items() if k not in _SKIP}
-    return _build_controller(path, obj, device), info
+    return _build_controller(path, obj, device), _controller_info(obj)
 
 
 def _build_controller(
