@@ -147,7 +147,6 @@ class _Result:
 
 def _run_params(example: Example, controller: str, device: torch.device) -> _Result:
     from cloner import parametric as pm
-    from cloner.presets import Preset
 
     model, info = pm.load_controller_with_info(controller, device=device)
     encoder = pm.load_encoder_for_controller(info, device=device)
@@ -157,13 +156,7 @@ def _run_params(example: Example, controller: str, device: torch.device) -> _Res
         example.sample_rate,
     )  # fmt: skip
     seconds = time.perf_counter() - start
-    preset = Preset.from_normalized(
-        out.params, list(example.input), example.sample_rate,
-        source=f"mixfx demo: controller {controller}",
-    )  # fmt: skip
-    if out.levels is not None:
-        preset = preset.with_measured_levels(out.levels)
-    return _Result(out.stems, seconds, preset)
+    return _Result(out.stems, seconds, out.preset(f"mixfx demo: controller {controller}"))
 
 
 def _run_cloner(example: Example, cloner: str, device: torch.device) -> _Result:

@@ -447,7 +447,6 @@ class Engine:
             out_stems = result.stems
         else:
             from cloner import parametric as pm
-            from cloner.presets import Preset
 
             steps = s.refine if s.method == "params+refine" else 0
             result = pm.transfer_params(
@@ -458,9 +457,7 @@ class Engine:
             source = f"mixfx app: controller {self.controller_name}"
             if steps:
                 source += f", {steps} refinement steps"
-            preset = Preset.from_normalized(result.params, list(parts), rate, source=source)
-            if result.levels is not None:
-                preset = preset.with_measured_levels(result.levels)
+            preset = result.preset(source)
         job.input_stems = {k: x.expand(2, -1) for k, x in _aligned(parts).items()}
         job.sample_rate, job.reference_rate = rate, ref_rate
         job.reference_stems = {k: x.expand(2, -1) for k, x in _aligned(ref).items()}

@@ -416,10 +416,7 @@ def _params(
     source = f"mixfx transfer --method params: controller {name}"
     if args.refine:
         source += f", {args.refine} refinement steps from the {args.refine_from}"
-    preset = Preset.from_normalized(result.params, list(parts), rate, source=source)
-    if result.levels is not None:
-        preset = preset.with_measured_levels(result.levels)
-    return result.stems, result.mix, preset
+    return result.stems, result.mix, result.preset(source)
 
 
 def run(args: argparse.Namespace) -> int:
