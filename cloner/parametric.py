@@ -811,21 +811,6 @@ class ParamTransfer:
     refine: RefineResult | None = None
     levels: dict[str, dict[str, float]] | None = None
 
-    def preset(self, source: str = "") -> Any:
-        """The applied chains as a :class:`cloner.presets.Preset` (values with units), with
-        the RMS-match gains measured on this input.
-
-        Raises:
-            ValueError: an interpolation over segments (its chains change over time).
-        """
-        from cloner.presets import Preset
-
-        if self.params.ndim != 2:
-            raise ValueError("an interpolation over segments has no single preset")
-        preset = Preset.from_normalized(self.params, list(self.stems), self.sample_rate,
-                                        source=source)  # fmt: skip
-        return preset if self.levels is None else preset.with_measured_levels(self.levels)
-
 
 def _as_stem(x: Tensor, name: str) -> Tensor:
     if not isinstance(x, Tensor):

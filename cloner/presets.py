@@ -394,6 +394,20 @@ class Preset:
         return cls.from_params(manip.params, stems, source)
 
     # -- rendering --------------------------------------------------------------------------
+    @classmethod
+    def from_transfer(cls, transfer: Any, source: str = "") -> Preset:
+        """The chains a parametric transfer applied (:class:`cloner.parametric.ParamTransfer`),
+        with the RMS-match gains it measured on its input.
+
+        Raises:
+            ValueError: an interpolation over segments (its chains change over time).
+        """
+        if transfer.params.ndim != 2:
+            raise ValueError("an interpolation over segments has no single preset")
+        preset = cls.from_normalized(transfer.params, list(transfer.stems), transfer.sample_rate,
+                                     source=source)  # fmt: skip
+        return preset if transfer.levels is None else preset.with_measured_levels(transfer.levels)
+
     def to_params(
         self,
         stems: Sequence[str],

@@ -147,6 +147,7 @@ class _Result:
 
 def _run_params(example: Example, controller: str, device: torch.device) -> _Result:
     from cloner import parametric as pm
+    from cloner.presets import Preset
 
     model, info = pm.load_controller_with_info(controller, device=device)
     encoder = pm.load_encoder_for_controller(info, device=device)
@@ -156,7 +157,8 @@ def _run_params(example: Example, controller: str, device: torch.device) -> _Res
         example.sample_rate,
     )  # fmt: skip
     seconds = time.perf_counter() - start
-    return _Result(out.stems, seconds, out.preset(f"mixfx demo: controller {controller}"))
+    preset = Preset.from_transfer(out, f"mixfx demo: controller {controller}")
+    return _Result(out.stems, seconds, preset)
 
 
 def _run_cloner(example: Example, cloner: str, device: torch.device) -> _Result:

@@ -159,7 +159,7 @@ def test_interpolation_over_segments(env: dict[str, Path], tmp_path: Path) -> No
     res = pm.transfer_params(controller, encoder, parts, rate, ref, ref_rate, reference_b=ref_b,
                              segments=3, crossfade_seconds=0.1)  # fmt: skip
     with pytest.raises(ValueError, match="no single preset"):
-        res.preset()
+        Preset.from_transfer(res)
     assert res.params.shape == (3, 4, 24) and res.levels is None
     torch.testing.assert_close(res.params[0], a.params)
     torch.testing.assert_close(res.params[2], b.params)

@@ -447,6 +447,7 @@ class Engine:
             out_stems = result.stems
         else:
             from cloner import parametric as pm
+            from cloner.presets import Preset
 
             steps = s.refine if s.method == "params+refine" else 0
             result = pm.transfer_params(
@@ -457,7 +458,7 @@ class Engine:
             source = f"mixfx app: controller {self.controller_name}"
             if steps:
                 source += f", {steps} refinement steps"
-            preset = result.preset(source)
+            preset = Preset.from_transfer(result, source)
         job.input_stems = {k: x.expand(2, -1) for k, x in _aligned(parts).items()}
         job.sample_rate, job.reference_rate = rate, ref_rate
         job.reference_stems = {k: x.expand(2, -1) for k, x in _aligned(ref).items()}

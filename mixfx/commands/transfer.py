@@ -416,7 +416,7 @@ def _params(
     source = f"mixfx transfer --method params: controller {name}"
     if args.refine:
         source += f", {args.refine} refinement steps from the {args.refine_from}"
-    return result.stems, result.mix, result.preset(source)
+    return result.stems, result.mix, Preset.from_transfer(result, source)
 
 
 def run(args: argparse.Namespace) -> int:
