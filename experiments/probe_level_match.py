@@ -5,7 +5,8 @@
 On a split of ``data/corpus`` (the items of ``mixfx eval-transfer``: 6-s segments, 4 styles per
 song, seed 0) with the shipped cloner: mix and stem MSS L/R of input unchanged, the input
 loudness-matched to the reference stem by stem (BS.1770, at most ±24 dB), the cloner, and the
-cloner's output loudness-matched, each with its song-bootstrap interval against input
+cloner's output loudness-matched, the input and the cloner's output at the target's loudness
+(oracle bounds of a level fix) and the cloner's output raised by 2 and 4 dB, each with its song-bootstrap interval against input
 unchanged, and the mix and stem loudness errors. Figures quoted in the README's independent
 checks.
 """
@@ -65,11 +66,25 @@ def main(argv: list[str]) -> None:
             cache[stem] = run(x, r, stem, fs)
         return cache[stem]
 
+    def target(stem: str) -> torch.Tensor:
+        return items.targets[:, ev.STEMS.index(stem)]
+
     methods = {
         "input loudness-matched": lambda x, r, s, fs: match_loudness(x, r, fs),
         "cloner": cloned,
         "cloner loudness-matched": lambda x, r, s, fs: match_loudness(cloned(x, r, s, fs), r, fs),
+        # Bounds, not methods: the level taken from the target itself.
+        "input at the target's loudness (oracle)": lambda x, r, s, fs: match_loudness(
+            x, target(s), fs
+        ),
+        "cloner at the target's loudness (oracle)": lambda x, r, s, fs: match_loudness(
+            cloned(x, r, s, fs), target(s), fs
+        ),
     }
+    for db in (2.0, 4.0):
+        methods[f"cloner {db:+.0f} dB"] = lambda x, r, s, fs, g=10 ** (db / 20): cloned(
+            x, r, s, fs
+        ) * g
     res = ev.evaluate(items, methods, encoder=None, n_boot=1000, seed=0)
     for name, m in res["methods"].items():
         print(f"{split} {lib} {name}: mix {_cell(m['mix']['mss_lr'])}; stems "
