@@ -59,6 +59,15 @@ class ClonerConfig(ConfigBase):
         envelope_seconds: ``stride > 1``: the window of the RMS envelope that scales the
             additive part of the correction (capped by the TCN's own span, so the receptive
             field is the TCN's).
+        level_head: the output's level comes from its own head instead of the TCN: the TCN's
+            output is brought to the input's RMS and then gained by ``g(cond)`` dB, a small MLP
+            of the condition alone (bounded by ``±level_limit_db``). Trained in decibels
+            (:class:`cloner.training.ClonerTrainConfig`, ``level_weight``) while the spectral
+            loss sees the TCN's output at the target's level: the spectral loss's pull towards
+            quieter outputs under doubt then has nothing to pull. The RMS ratio is each call's,
+            so windowed inference (:mod:`cloner.inference`) is close to, not equal to, one call
+            on the whole song. Tried and not shipped (``checkpoints/cloner-level/``).
+        level_limit_db: the level head's bound, in dB.
     """
 
     sample_rate: int = 44100
@@ -72,6 +81,8 @@ class ClonerConfig(ConfigBase):
     output_limit: float = 4.0
     segment_seconds: float = 3.0
     envelope_seconds: float = 1.0
+    level_head: bool = False
+    level_limit_db: float = 24.0
 
     def __post_init__(self) -> None:
         check_number("sample_rate", self.sample_rate, low=1000, high=384000, integer=True)
@@ -92,6 +103,9 @@ class ClonerConfig(ConfigBase):
         check_number("output_limit", self.output_limit, low=0.0, low_open=True)
         check_number("segment_seconds", self.segment_seconds, low=0.0, low_open=True, high=60.0)
         check_number("envelope_seconds", self.envelope_seconds, low=0.0, high=60.0)
+        if not isinstance(self.level_head, bool):
+            raise ValueError(f"level_head must be true or false, got {self.level_head!r}")
+        check_number("level_limit_db", self.level_limit_db, low=0.0, low_open=True, high=120.0)
 
     @property
     def receptive_field(self) -> int:

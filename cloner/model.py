@@ -7,6 +7,12 @@ of the reference, or any blend of embeddings) to stereo audio of the same shape.
 Each block (the reference's): ``h + W₁ₓ₁ · FiLM(LeakyReLU(BN(conv_d(h))), cond)``, with
 ``FiLM(u, c) = γ(c) ⊙ u + β(c)`` from a linear map of the condition, and the convolution centred
 (non-causal, zero "same" padding). See :mod:`cloner.config` for the two time resolutions.
+
+With ``config.level_head`` the level is set apart from the rest: ``u = TCN path(x, cond)`` is
+brought to the input's RMS and gained by ``g(cond)`` dB, ``y = u · rms(x) / rms(u) · 10^(g/20)``
+(RMS over channels and samples of the item, as the Manipulator's level match), ``g`` a
+two-layer MLP of the condition whose output layer starts at zero (an untrained head changes
+nothing). :meth:`MixFXCloner.forward` with ``parts=True`` returns ``(u, g)`` for the training.
 """
 
 from __future__ import annotations
@@ -18,7 +24,15 @@ from torch import Tensor, nn
 
 from cloner.config import ClonerConfig
 
-__all__ = ["MixFXCloner", "mdct_filterbank", "soft_limit"]
+__all__ = ["MixFXCloner", "mdct_filterbank", "rms_level", "soft_limit"]
+
+#: Floor of an RMS that divides (a silent TCN output is not scaled up without bound).
+_RMS_FLOOR = 1e-8
+
+
+def rms_level(x: Tensor) -> Tensor:
+    """RMS over channels and samples of each item of ``(batch, channels, samples)``."""
+    return x.square().mean(dim=(1, 2)).sqrt()
 
 
 def mdct_filterbank(hop: int) -> Tensor:
@@ -115,6 +129,13 @@ class MixFXCloner(nn.Module):
                         self.analysis.weight[c * s : (c + 1) * s, c] = basis
                         self.synthesis.weight[c * s : (c + 1) * s, c] = basis
         self.blocks = nn.ModuleList(_FiLMBlock(cfg, d) for d in cfg.dilations)
+        self.level: nn.Sequential | None = None
+        if cfg.level_head:
+            self.level = nn.Sequential(
+                nn.Linear(cfg.cond_dim, 64), nn.LeakyReLU(cfg.leaky_slope), nn.Linear(64, 1)
+            )
+            nn.init.zeros_(self.level[2].weight)
+            nn.init.zeros_(self.level[2].bias)
 
     def _envelope(self, z: Tensor) -> Tensor:
         """RMS of the analysis frames over a centred window, ``(batch, 1, frames)``."""
@@ -148,8 +169,41 @@ class MixFXCloner(nn.Module):
             raise ValueError("audio has no samples")
         return (x.expand(-1, 2, -1) if x.shape[1] == 1 else x), cond.to(x.dtype)
 
-    def forward(self, x: Tensor, cond: Tensor) -> Tensor:
+    def level_db(self, cond: Tensor) -> Tensor:
+        """The level head's gain in dB, ``(batch,)``, within ``±level_limit_db`` (a tanh)."""
+        if self.level is None:
+            raise ValueError("this cloner has no level head (ClonerConfig.level_head is false)")
+        limit = self.config.level_limit_db
+        return limit * torch.tanh(self.level(cond).squeeze(-1) / limit)
+
+    def forward(
+        self, x: Tensor, cond: Tensor, parts: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Convert ``x`` to the style of ``cond``.
+
+        Args:
+            x: audio ``(batch, 1 or 2, samples)``.
+            cond: ``(batch, cond_dim)``.
+            parts: with a level head, return ``(u, g)`` instead: the TCN path's output before
+                its level is set (not limited) and the head's gain in dB (for the training).
+
+        Returns:
+            ``(batch, 2, samples)`` bounded by ``±output_limit`` (or the parts).
+        """
         x, cond = self._check(x, cond)
+        u = self._path(x, cond)
+        if self.level is None:
+            if parts:
+                raise ValueError("parts=True needs a level head (ClonerConfig.level_head)")
+            return soft_limit(u, self.config.output_limit)
+        g = self.level_db(cond)
+        if parts:
+            return u, g
+        scale = rms_level(x) / rms_level(u).clamp_min(_RMS_FLOOR) * 10 ** (g / 20)
+        return soft_limit(u * scale[:, None, None], self.config.output_limit)
+
+    def _path(self, x: Tensor, cond: Tensor) -> Tensor:
+        """The TCN path: ``x`` converted, level included, not limited."""
         s = self.config.stride
         if self.analysis is None:
             h = self.inp(x)
@@ -172,4 +226,4 @@ class MixFXCloner(nn.Module):
             delta = self.out(h) * z + self.out_env(h) * env
             correction = self.synthesis(delta)  # (batch, 2, (frames + 1) · s)
             y = x + correction[..., s : s + n]
-        return soft_limit(y, self.config.output_limit)
+        return y

@@ -48,7 +48,7 @@ import fxdsp
 from cloner.api import encoder_record
 from cloner.config import ClonerConfig
 from cloner.loss import DEFAULT_FFT_SIZES, MultiScaleSpectralLoss, embedding_loss
-from cloner.model import MixFXCloner
+from cloner.model import _RMS_FLOOR, MixFXCloner, rms_level, soft_limit
 from fxdsp.config import ConfigBase, check_number
 from fxencoder.trainer_base import RANK_SEED_STRIDE, TrainerBase, check_schedule, distributed
 
@@ -150,6 +150,9 @@ class ClonerTrainConfig(TripletRunConfig):
         mss_lr_weight: weight of the left/right multi-scale spectral loss.
         mss_ms_weight: weight of the mid/side multi-scale spectral loss.
         fft_sizes: the FFT sizes of the spectral losses.
+        level_weight: with a level head (``model_overrides={"level_head": true}``): weight of
+            its error in dB, ``|g − 20·log10(rms(A2) / rms(A1))|``; the spectral terms then
+            see the TCN path's output at the target's RMS (:mod:`cloner.model`).
         embedding_weight: weight of ``1 − cos(Φ(y), Φ(A2))`` through the frozen encoder (0:
             off, the reference's setting).
         ref_crop_min: shortest reference crop as a fraction of the segment (1: no crop).
@@ -188,11 +191,13 @@ class ClonerTrainConfig(TripletRunConfig):
     log_every: int = 10
     audio_every: int = 1000
     init_from: str | None = None
+    level_weight: float = 0.1
 
     _loss_weights: ClassVar[tuple[str, ...]] = (
         "mss_lr_weight",
         "mss_ms_weight",
         "embedding_weight",
+        "level_weight",
     )
     _model_class: ClassVar[type] = ClonerConfig
 
@@ -449,13 +454,24 @@ class ClonerTrainer(ConditionedTrainer):
             start = load(source)
         except ValueError as err:
             raise ValueError(f"init_from: {err}") from None
-        if start.config != self.model_config:
+        want = self.model_config
+        # A cloner without a level head may start one that has it (the head starts neutral).
+        adds_head = want.level_head and not start.config.level_head
+        if start.config.replace(
+            level_head=want.level_head, level_limit_db=want.level_limit_db
+        ) != want or (start.config.level_head and not want.level_head):
             raise ValueError(
                 f"init_from: {source} is a cloner of another config than this run's "
-                f"({start.config} vs {self.model_config})"
+                f"({start.config} vs {want})"
             )
         with torch.no_grad():
-            self.model.load_state_dict(start.state_dict())
+            missing, unexpected = self.model.load_state_dict(
+                start.state_dict(), strict=not adds_head
+            )
+        if unexpected or any(not k.startswith("level.") for k in missing):
+            raise ValueError(
+                f"init_from: {source} does not fit this run's cloner ({missing=}, {unexpected=})"
+            )
 
     @torch.no_grad()
     def make_batch(self) -> dict[str, Any]:
@@ -494,6 +510,25 @@ class ClonerTrainer(ConditionedTrainer):
         out["total"] = total
         return out
 
+    def _level_head_forward(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
+        """A level-head cloner's training forward: the TCN path's output at the target's RMS
+        (what the spectral terms see), the real output (the head's level), and the head's mean
+        absolute error in dB against ``20·log10(rms(target) / rms(input))`` (each bounded by
+        the head's limit; the wanted level is data, no gradient)."""
+        x, target = batch["input"], batch["target"]
+        u, g = self.module(x, batch["cond"], parts=True)
+        limit = self.model_config.output_limit
+        level_u = rms_level(u).clamp_min(_RMS_FLOOR)
+        level_t, level_x = rms_level(target), rms_level(x)
+        y = soft_limit(u * (level_t / level_u)[:, None, None], limit)
+        with torch.no_grad():
+            bound = self.model_config.level_limit_db
+            want = 20 * torch.log10(level_t.clamp_min(_RMS_FLOOR) / level_x.clamp_min(_RMS_FLOOR))
+            want = want.clamp(-bound, bound)
+            scale = level_x / level_u * 10 ** (g.detach() / 20)
+            output = soft_limit(u.detach() * scale[:, None, None], limit)
+        return y, output, (g - want).abs().mean()
+
     def step(
         self,
         batch: Mapping[str, Any] | None = None,
@@ -521,8 +556,15 @@ class ClonerTrainer(ConditionedTrainer):
                 batch = {**batch, "target_embedding": self.encoder(batch["target"])}
         made = time.perf_counter()
         self.model.train()
-        y = self.module(batch["input"], batch["cond"])
-        terms = self.losses(y, batch)
+        output = None
+        if self.model_config.level_head:
+            y, output, level_error = self._level_head_forward(batch)
+            terms = self.losses(y, batch)
+            terms["level_db"] = level_error
+            terms["total"] = terms["total"] + self.config.level_weight * level_error
+        else:
+            y = self.module(batch["input"], batch["cond"])
+            terms = self.losses(y, batch)
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -534,9 +576,23 @@ class ClonerTrainer(ConditionedTrainer):
             with torch.no_grad():
                 unchanged = self.losses(batch["input"], batch)
             logs.update({f"input_unchanged/{k}": float(v) for k, v in unchanged.items()})
-            logs["loss/relative"] = logs["loss/total"] / max(logs["input_unchanged/total"], 1e-12)
+            if output is None:
+                logs["loss/relative"] = logs["loss/total"] / max(
+                    logs["input_unchanged/total"], 1e-12
+                )
+            else:
+                # The spectral terms of the real output (the head's level) and of the TCN path
+                # at the target's level, each against the input unchanged.
+                with torch.no_grad():
+                    real = self.losses(output.detach(), batch)
+                base = max(logs["input_unchanged/total"], 1e-12)
+                logs.update({f"output/{k}": float(v) for k, v in real.items()})
+                logs["loss/relative"] = logs["output/total"] / base
+                logs["loss/relative_at_target_level"] = (
+                    logs["loss/total"] - self.config.level_weight * logs["loss/level_db"]
+                ) / base
         if keep_examples:
-            self._keep_examples(batch, y)
+            self._keep_examples(batch, y if output is None else output.detach())
         done = time.perf_counter()
         logs.update(self._timings(batch, lr, grad_norm, (start, made, trained, done)))
         return logs

@@ -82,9 +82,9 @@ def main(argv: list[str]) -> None:
         ),
     }
     for db in (2.0, 4.0):
-        methods[f"cloner {db:+.0f} dB"] = lambda x, r, s, fs, g=10 ** (db / 20): cloned(
-            x, r, s, fs
-        ) * g
+        methods[f"cloner {db:+.0f} dB"] = lambda x, r, s, fs, g=10 ** (db / 20): (
+            cloned(x, r, s, fs) * g
+        )
     res = ev.evaluate(items, methods, encoder=None, n_boot=1000, seed=0)
     for name, m in res["methods"].items():
         print(f"{split} {lib} {name}: mix {_cell(m['mix']['mss_lr'])}; stems "

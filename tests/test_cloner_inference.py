@@ -95,6 +95,29 @@ def test_context_covers_the_receptive_field() -> None:
         assert c <= cfg.receptive_field / 2 + 2 * cfg.stride  # not wastefully more
 
 
+def test_a_level_head_cloner_converts_by_windows_at_its_level() -> None:
+    """With a level head each window takes its own RMS ratio: on steady noise the windowed
+    output's level is the head's ``g`` (closed form ``rms(y)/rms(x) = 10^(g/20)``) within
+    0.2 dB, as one call on the whole signal gives exactly."""
+    config = FRAME.replace(level_head=True)
+    model = randomised(config)
+    x = noise(2, 2, 12000)
+    cond = noise(2, config.cond_dim, seed=1, level=1.0)
+    with torch.no_grad():
+        g = model.level_db(cond)
+        whole = model(x, cond)
+    y = convert(model, x, SR, cond, window=1000, crossfade=200)
+    assert y.shape == x.shape and bool(torch.isfinite(y).all())
+    assert float(g.abs().min()) > 0.3  # the head does something
+    for i in range(2):
+        rx = float(x[i].double().square().mean().sqrt())
+        want = float(g[i])
+        got_whole = 20 * math.log10(float(whole[i].double().square().mean().sqrt()) / rx)
+        got = 20 * math.log10(float(y[i].double().square().mean().sqrt()) / rx)
+        assert got_whole == pytest.approx(want, abs=1e-3)
+        assert got == pytest.approx(want, abs=0.2)
+
+
 @pytest.mark.parametrize("config", [FRAME, WAVE], ids=["stride8", "stride1"])
 @pytest.mark.parametrize(
     ("window", "crossfade", "shape"),

@@ -247,3 +247,61 @@ def test_receptive_field_by_impulses(config: ClonerConfig) -> None:
             first, last = int(changed.min()) - j, int(changed.max()) - j
             assert last - first + 1 == rf, (j, first, last)
             assert abs(first + last) <= config.stride  # centred within a stride
+
+
+# ---------------------------------------------------------------------------------------------
+# The level head
+
+
+def test_level_head_sets_the_output_rms_in_decibels() -> None:
+    """With a level head the output is the TCN path at the input's RMS gained by ``g(cond)``
+    dB: ``rms(y) / rms(x) = 10^(g/20)`` per item (a float64 loop in the test), whatever the
+    path did to the level; a fresh head is 0 dB; silence stays silence; the head is bounded."""
+    cfg = FRAME.replace(level_head=True, level_limit_db=12.0)
+    model = _randomized(cfg)  # every weight random: the path changes the level, g ≠ 0
+    x = _noise(3, 2, 800, seed=4, level=0.05)
+    cond = _noise(3, 4, seed=5, level=1.0)
+    with torch.no_grad():
+        y = model(x, cond)
+        u, g = model(x, cond, parts=True)
+    assert u.shape == (3, 2, 800) and g.shape == (3,)
+    assert float(g.abs().min()) > 0.1 and float(g.abs().max()) < 12.0
+    for i in range(3):
+        rx = sum(float(v) ** 2 for v in x[i].double().flatten()) ** 0.5
+        ry = sum(float(v) ** 2 for v in y[i].double().flatten()) ** 0.5
+        ru = sum(float(v) ** 2 for v in u[i].double().flatten()) ** 0.5
+        assert abs(ru - rx) / rx > 1e-3  # the path alone would have moved the level
+        assert ry / rx == pytest.approx(10 ** (float(g[i]) / 20), rel=1e-4)
+        # The output is the path's own signal, only scaled.
+        assert torch.allclose(y[i], u[i] * (ry / ru), atol=1e-6)
+    # A fresh head changes nothing on level: 0 dB.
+    torch.manual_seed(0)
+    fresh = MixFXCloner(cfg).eval()
+    with torch.no_grad():
+        assert torch.equal(fresh.level_db(cond), torch.zeros(3))
+        yf = fresh(x, cond)
+    assert torch.allclose(yf.square().mean((1, 2)), x.square().mean((1, 2)), rtol=1e-5)
+    # Bounded by ±level_limit_db whatever the condition; silence in, silence out, finite.
+    with torch.no_grad():
+        model.level[2].bias.fill_(1e4)
+        assert torch.allclose(model.level_db(cond), torch.full((3,), 12.0))
+        silent = model(torch.zeros(2, 2, 800), cond[:2])
+    assert torch.equal(silent, torch.zeros(2, 2, 800))
+
+
+def test_level_head_config_and_errors() -> None:
+    # Checkpoints written before the level head load as models without one.
+    old = FRAME.to_dict()
+    del old["level_head"], old["level_limit_db"]
+    assert ClonerConfig.from_dict(old).level_head is False
+    with pytest.raises(ValueError, match="level_head must be true or false"):
+        FRAME.replace(level_head=1)
+    with pytest.raises(ValueError, match="level_limit_db"):
+        FRAME.replace(level_head=True, level_limit_db=0.0)
+    plain = MixFXCloner(FRAME)
+    with pytest.raises(ValueError, match="needs a level head"):
+        plain(_noise(1, 2, 100), torch.zeros(1, 4), parts=True)
+    with pytest.raises(ValueError, match="has no level head"):
+        plain.level_db(torch.zeros(1, 4))
+    headed = MixFXCloner(FRAME.replace(level_head=True))
+    assert headed.num_parameters() == plain.num_parameters() + 4 * 64 + 64 + 64 + 1

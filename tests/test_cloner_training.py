@@ -269,6 +269,50 @@ def test_init_from_starts_from_the_weights_with_a_fresh_optimizer(
         _config(encoder_path, init_from="")
 
 
+def test_level_head_run_starts_from_a_plain_cloner_and_learns_the_level_in_db(
+    data, encoder_path: Path, tmp_path: Path
+) -> None:
+    """A level-head fine-tune of a plain cloner: the TCN's weights copied, the head neutral;
+    the logged level error is ``mean |g − 20·log10(rms(A2)/rms(A1))|`` (a float64 loop here);
+    the spectral terms see the path at the target's RMS; steps on one batch shrink the error.
+    A level-head checkpoint cannot start a plain run."""
+    plain = ClonerTrainer(_config(encoder_path), data)
+    plain.step()
+    plain.save(tmp_path / "plain.pt")
+    cfg = _config(
+        encoder_path, init_from=str(tmp_path / "plain.pt"), model_overrides={"level_head": True},
+        lr=0.01, warmup_steps=0, steps=40,
+    )  # fmt: skip
+    tuned = ClonerTrainer(cfg, data)
+    state = tuned.model.state_dict()
+    for k, v in plain.model.state_dict().items():
+        assert torch.equal(state[k], v), k
+    assert not bool(state["level.2.weight"].any()) and float(state["level.2.bias"]) == 0.0
+    batch = tuned.make_batch()
+    x, t = batch["input"].double(), batch["target"].double()
+    want = []
+    for i in range(x.shape[0]):
+        rx = float(x[i].square().mean()) ** 0.5
+        rt = float(t[i].square().mean()) ** 0.5
+        want.append(20 * np.log10(rt / rx))
+    logs = tuned.step(batch)
+    assert logs["loss/level_db"] == pytest.approx(np.mean(np.abs(want)), rel=1e-4)  # g = 0
+    assert {"output/total", "loss/relative", "loss/relative_at_target_level"} <= set(logs)
+    assert logs["loss/relative"] == pytest.approx(1.0, abs=0.05)  # the head is at 0 dB still
+    first = logs["loss/level_db"]
+    for _ in range(30):
+        logs = tuned.step(batch)
+    assert logs["loss/level_db"] < 0.5 * first
+    with torch.no_grad():
+        g = tuned.model.level_db(batch["cond"]).double()
+    assert float((g - torch.tensor(want)).abs().mean()) == pytest.approx(
+        logs["loss/level_db"], abs=0.5 * first
+    )
+    tuned.save(tmp_path / "headed.pt")
+    with pytest.raises(ValueError, match=r"init_from: .*another config"):
+        ClonerTrainer(_config(encoder_path, init_from=str(tmp_path / "headed.pt")), data)
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop: TensorBoard scalars, stereo audio, checkpoints
 
