@@ -7,8 +7,8 @@ song, seed 0) with the shipped cloner: mix and stem MSS L/R of input unchanged, 
 loudness-matched to the reference stem by stem (BS.1770, at most ±24 dB), the cloner, and the
 cloner's output loudness-matched, the input and the cloner's output at the target's loudness
 (oracle bounds of a level fix) and the cloner's output raised by 2 and 4 dB, each with its
-song-bootstrap interval against input unchanged, and the mix and stem loudness errors. Figures quoted in the README's independent
-checks.
+song-bootstrap interval against input unchanged, and the mix and stem loudness errors.
+Figures quoted in the README's independent checks.
 """
 
 from __future__ import annotations
