@@ -275,6 +275,15 @@ def test_usage_errors_are_one_line(
     _write(partial / "drums.wav", _noise(2, RATE, 1))
     _write(partial / "Bass.flac", _noise(2, RATE, 2))
     _fails([str(partial), *base[1:]], capsys, "has no stem(s) other, vocals")
+    for stem in ("other", "vocals"):
+        _write(partial / f"{stem}.wav", _noise(2, RATE, 3))
+    _write(partial / "notes.txt.wav", _noise(2, RATE, 3))  # not a stem's name: ignored
+    _write(partial / "drums.flac", _noise(2, RATE, 4))
+    _fails(
+        [str(partial), *base[1:]],
+        capsys,
+        "more than one file for the drums (drums.flac, drums.wav)",
+    )
     _fails([str(tmp_path / "nothing.wav"), *base[1:]], capsys, "does not exist")
     _fails([*base[:3], str(tmp_path / "out.mp3"), *base[4:]], capsys, "must end in .wav or .flac")
     _fails([*base, "--segments", "3"], capsys, "need a second reference (--interpolate")

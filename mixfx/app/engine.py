@@ -47,7 +47,6 @@ __all__ = [
 #: The page's methods: the network, the parametric controller, and the controller refined.
 METHODS = ("cloner", "params", "params+refine")
 MIN_SECONDS = 1.0
-_AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3"}
 
 
 class AppError(Exception):
@@ -57,46 +56,14 @@ class AppError(Exception):
 # ------------------------------------------------------------------------------------------------
 # Uploads
 # ------------------------------------------------------------------------------------------------
-def _read_audio(path: Path, label: str, max_seconds: float) -> tuple[Any, int]:
-    """``(float32 tensor (channels, samples), rate)`` of one uploaded file, checked (its
-    length from the header first, so a too long file is refused before it is decoded)."""
-    import numpy as np
-    import soundfile as sf
-    import torch
-
-    if path.stat().st_size == 0:
-        raise AppError(f"{label} is empty (0 bytes)")
-    try:
-        info = sf.info(str(path))
-    except Exception:
-        msg = f"{label} is not an audio file soundfile can read (WAV, FLAC, OGG, ...)"
-        raise AppError(msg) from None
-    if info.frames <= 0 or info.samplerate <= 0:
-        raise AppError(f"{label} holds no audio samples")
-    seconds = info.frames / info.samplerate
-    if seconds > max_seconds:
-        raise AppError(
-            f"{label} is {seconds:.1f} s long; this page takes at most {max_seconds:g} s"
-        )
-    if seconds < MIN_SECONDS:
-        raise AppError(f"{label} is too short ({seconds:.2f} s; at least {MIN_SECONDS:g} s)")
-    if info.channels > 2:
-        raise AppError(f"{label} has {info.channels} channels (mono or stereo expected)")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as err:
-        raise AppError(f"{label} cannot be decoded: {err}") from None
-    if not np.isfinite(data).all():
-        raise AppError(f"{label} contains NaN or Inf samples")
-    return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
-
-
 def read_song_files(
     files: Sequence[tuple[str, Path]], what: str, max_seconds: float
 ) -> tuple[str, Any, int]:
     """One uploaded song: a mix (one file) or stems (four files named ``drums``, ``bass``,
     ``other``, ``vocals`` with any audio extension), as ``("mix", tensor, rate)`` or
-    ``("stems", {stem: tensor}, rate)``.
+    ``("stems", {stem: tensor}, rate)``, each file checked
+    (:func:`mixfx.audio_files.read_audio_file`: at least :data:`MIN_SECONDS`, at most
+    ``max_seconds``, its header read before it is decoded).
 
     Args:
         files: ``(the name it was uploaded with, where it is on disk)`` per file.
@@ -104,36 +71,21 @@ def read_song_files(
         max_seconds: the longest accepted file.
 
     Raises:
-        AppError: no file, a number of files that is neither one nor four, stems not named
-            after the four stems, a bad audio file, stems at different rates.
+        AppError: no file, a file that is not a stem among several, a missing stem or two
+            files for one, a bad audio file, stems at different rates.
     """
+    from mixfx.audio_files import group_stems, read_audio_file, read_stems
+
+    limits = {"min_seconds": MIN_SECONDS, "max_seconds": max_seconds}
     if not files:
         raise AppError(f"{what}: no file uploaded")
     if len(files) == 1:
         name, path = files[0]
-        return "mix", *_read_audio(path, f"{what} ({name})", max_seconds)
-    by_stem: dict[str, tuple[str, Path]] = {}
-    for name, path in files:
-        stem = Path(name).stem.lower()
-        if stem not in STEMS or Path(name).suffix.lower() not in _AUDIO_SUFFIXES:
-            raise AppError(
-                f"{what}: {name!r} is not a stem file; give one mix file, or four stems named "
-                f"{', '.join(STEMS)} (.wav, .flac, ...)"
-            )
-        if stem in by_stem:
-            raise AppError(f"{what}: two files for the {stem} ({by_stem[stem][0]!r}, {name!r})")
-        by_stem[stem] = (name, path)
-    missing = [s for s in STEMS if s not in by_stem]
-    if missing:
-        raise AppError(f"{what}: the stem(s) {', '.join(missing)} are missing (four are needed)")
-    stems, rates = {}, {}
-    for stem in STEMS:
-        name, path = by_stem[stem]
-        stems[stem], rates[stem] = _read_audio(path, f"{what} ({name})", max_seconds)
-    if len(set(rates.values())) > 1:
-        listed = ", ".join(f"{k} {v} Hz" for k, v in rates.items())
-        raise AppError(f"{what}: the stems have different sample rates ({listed})")
-    return "stems", stems, next(iter(rates.values()))
+        return "mix", *read_audio_file(path, f"{what} ({name})", AppError, **limits)
+    named = [(name, (path, f"{what} ({name})")) for name, path in files]
+    found = group_stems(named, what, AppError, others="refuse")
+    stems, rate = read_stems(found, what, AppError, **limits)
+    return "stems", stems, rate
 
 
 # ------------------------------------------------------------------------------------------------

@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((args.host, args.port))
+        # Listen before the address is printed: a client that connects at once waits in the
+        # backlog until uvicorn accepts, where a bound-only socket refuses it.
+        sock.listen(128)
     except OSError as err:
         sock.close()
         raise CLIError(f"cannot listen on {args.host}:{args.port}: {err.strerror}") from None

@@ -76,12 +76,12 @@ HELP = "convert a song (mix or stem folder) to the mixing style of a reference"
 DESCRIPTION = (
     "Convert INPUT to the mixing style of REFERENCE with the style-transfer network. Each is a "
     "mix (audio file; separated with Demucs) or a folder of stems drums/bass/other/vocals "
-    "(.wav or .flac). Writes the sum of the converted stems to -o OUT (stereo, at the input's "
-    "rate and length), and with --save-stems the stems to OUT_stems/."
+    "(.wav, .flac, .ogg, ...). Writes the sum of the converted stems to -o OUT (stereo, at the "
+    "input's rate and length), and with --save-stems the stems to OUT_stems/."
 )
 #: Shortest usable audio, in seconds.
 MIN_SECONDS = 0.1
-_AUDIO_SUFFIXES = (".wav", ".flac")
+_OUTPUT_SUFFIXES = (".wav", ".flac")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -206,68 +206,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 # -- reading --------------------------------------------------------------------------------------
 def read_audio(path: Path, what: str) -> tuple[Any, int]:
-    """An audio file as ``(float32 tensor (channels, samples), rate)``, checked.
+    """An audio file as ``(float32 tensor (channels, samples), rate)``, checked
+    (:func:`mixfx.audio_files.read_audio_file`, at least :data:`MIN_SECONDS`).
 
     Raises:
-        CLIError: unreadable or not audio, no samples, shorter than :data:`MIN_SECONDS`, more
-            than two channels, NaN or Inf samples.
+        CLIError: an empty file or not audio, no samples, too short, more than two channels,
+            NaN or Inf samples.
     """
-    import numpy as np
-    import soundfile as sf
-    import torch
+    from mixfx.audio_files import read_audio_file
 
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as err:  # libsndfile raises several types for corrupt files
-        raise CLIError(f"cannot read the {what} {path}: {err}") from None
-    if data.size == 0:
-        raise CLIError(f"the {what} {path} is empty (no samples)")
-    seconds = data.shape[0] / rate
-    if seconds < MIN_SECONDS:
-        raise CLIError(
-            f"the {what} {path} is too short ({seconds:.3f} s; at least {MIN_SECONDS:g} s)"
-        )
-    if data.shape[1] > 2:
-        raise CLIError(f"the {what} {path} has {data.shape[1]} channels (mono or stereo expected)")
-    if not np.isfinite(data).all():
-        raise CLIError(f"the {what} {path} contains NaN or Inf samples")
-    return torch.from_numpy(np.ascontiguousarray(data.T)), int(rate)
+    return read_audio_file(path, f"the {what} {path}", CLIError, min_seconds=MIN_SECONDS)
 
 
 def read_song(path: Path, what: str) -> tuple[str, Any, int]:
     """A mix file or a folder of stems: ``("mix", tensor, rate)`` or ``("stems", {name: tensor},
-    rate)``.
+    rate)``; other files in the folder are ignored.
 
     Raises:
         CLIError: a missing path, a folder without all four stems (or with two files for one),
             stems at different rates, a bad audio file (see :func:`read_audio`).
     """
-    from cloner.separation import SOURCES
+    from mixfx.audio_files import group_stems, read_stems
 
     if not path.exists():
         raise CLIError(f"the {what} {path} does not exist")
     if not path.is_dir():
         return "mix", *read_audio(path, what)
-    files: dict[str, list[Path]] = {name: [] for name in SOURCES}
-    for f in sorted(path.iterdir()):
-        if f.is_file() and f.suffix.lower() in _AUDIO_SUFFIXES and f.stem.lower() in files:
-            files[f.stem.lower()].append(f)
-    missing = [name for name, found in files.items() if not found]
-    if missing:
-        raise CLIError(
-            f"the {what} folder {path} has no stem(s) {', '.join(missing)} (expected "
-            f"{'/'.join(SOURCES)} as .wav or .flac)"
-        )
-    twice = [name for name, found in files.items() if len(found) > 1]
-    if twice:
-        raise CLIError(f"the {what} folder {path} has more than one file for {', '.join(twice)}")
-    stems, rates = {}, {}
-    for name, (f,) in files.items():
-        stems[name], rates[name] = read_audio(f, f"{what} stem")
-    if len(set(rates.values())) > 1:
-        listed = ", ".join(f"{k} {v} Hz" for k, v in rates.items())
-        raise CLIError(f"the {what} stems in {path} have different sample rates ({listed})")
-    return "stems", stems, next(iter(rates.values()))
+    label = f"the {what} folder {path}"
+    listing = ((f.name, f) for f in sorted(path.iterdir()) if f.is_file())
+    found = group_stems(listing, label, CLIError)
+    files = {stem: (f, f"the {what} stem {f}") for stem, f in found.items()}
+    stems, rate = read_stems(files, label, CLIError, min_seconds=MIN_SECONDS)
+    return "stems", stems, rate
 
 
 def _limit_peak(mix: Any, stems: dict[str, Any], max_peak_db: float) -> tuple[Any, Any, float]:
@@ -336,7 +306,7 @@ def _check_args(args: argparse.Namespace) -> None:
     out: Path = args.output
     if out.is_dir():
         raise CLIError(f"the output {out} is a folder; give a file name (-o out.wav)")
-    if out.suffix.lower() not in _AUDIO_SUFFIXES:
+    if out.suffix.lower() not in _OUTPUT_SUFFIXES:
         raise CLIError(f"the output {out} must end in .wav or .flac")
 
 
