@@ -197,12 +197,13 @@ class ClonerTrainConfig(TripletRunConfig):
         "mss_lr_weight",
         "mss_ms_weight",
         "embedding_weight",
-        "level_weight",
     )
     _model_class: ClassVar[type] = ClonerConfig
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        # Not among the loss weights: it weighs a term only a level-head model has.
+        check_number("level_weight", self.level_weight, low=0.0)
         if self.init_from is not None:
             if not isinstance(self.init_from, (str, Path)) or not str(self.init_from):
                 raise ValueError(

@@ -270,6 +270,12 @@ def test_gradients_flow_exactly_to_the_items_whose_effect_is_on() -> None:
         g = leaves[name].grad.reshape(n, -1).abs().amax(dim=1)
         assert bool(torch.isfinite(g).all()), name
         assert bool((g[~on] == 0).all()), name
+        if name == "compressor.makeup_db":
+            # A constant gain that the RMS match after every processor divides out again: its
+            # gradient is zero in closed form, rounding noise here (was asserted > 0 on that
+            # noise, and one item came out exactly 0 on another CPU).
+            assert float(g.max()) < 1e-12 * float(x.grad.abs().max()), name
+            continue
         assert bool((g[on] > 0).all()), name
 
 
