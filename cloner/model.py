@@ -27,7 +27,7 @@ from cloner.config import ClonerConfig
 __all__ = ["MixFXCloner", "mdct_filterbank", "rms_level", "soft_limit"]
 
 #: Floor of an RMS that divides (a silent TCN output is not scaled up without bound).
-_RMS_FLOOR = 1e-8
+RMS_FLOOR = 1e-8
 
 
 def rms_level(x: Tensor) -> Tensor:
@@ -199,7 +199,7 @@ class MixFXCloner(nn.Module):
         g = self.level_db(cond)
         if parts:
             return u, g
-        scale = rms_level(x) / rms_level(u).clamp_min(_RMS_FLOOR) * 10 ** (g / 20)
+        scale = rms_level(x) / rms_level(u).clamp_min(RMS_FLOOR) * 10 ** (g / 20)
         return soft_limit(u * scale[:, None, None], self.config.output_limit)
 
     def _path(self, x: Tensor, cond: Tensor) -> Tensor:

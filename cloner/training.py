@@ -20,6 +20,10 @@ Each step (:meth:`ClonerTrainer.step`), as the reference trains its MixFXcloner:
    unchanged", no model) are logged beside them at every log step: ``loss/relative`` below 1
    means the model does better than doing nothing; the paper's Ψ reaches about 0.8 on
    MUSDB18.
+   With a level head (:class:`cloner.ClonerConfig` ``level_head``) the spectral terms take the
+   network's output at the target's RMS and ``level_weight · |g − 20·log10(rms(A2)/rms(A1))|``
+   trains the head; ``loss/relative`` is then the real output's (the head's level) and
+   ``loss/relative_at_target_level`` the one the spectral terms saw.
 
 Every random choice comes from one CPU ``torch.Generator`` per process, saved in checkpoints
 with the model, the optimizer and the step (the learning-rate schedule is a function of the
@@ -48,7 +52,7 @@ import fxdsp
 from cloner.api import encoder_record
 from cloner.config import ClonerConfig
 from cloner.loss import DEFAULT_FFT_SIZES, MultiScaleSpectralLoss, embedding_loss
-from cloner.model import _RMS_FLOOR, MixFXCloner, rms_level, soft_limit
+from cloner.model import RMS_FLOOR, MixFXCloner, rms_level, soft_limit
 from fxdsp.config import ConfigBase, check_number
 from fxencoder.trainer_base import RANK_SEED_STRIDE, TrainerBase, check_schedule, distributed
 
@@ -519,12 +523,12 @@ class ClonerTrainer(ConditionedTrainer):
         x, target = batch["input"], batch["target"]
         u, g = self.module(x, batch["cond"], parts=True)
         limit = self.model_config.output_limit
-        level_u = rms_level(u).clamp_min(_RMS_FLOOR)
+        level_u = rms_level(u).clamp_min(RMS_FLOOR)
         level_t, level_x = rms_level(target), rms_level(x)
         y = soft_limit(u * (level_t / level_u)[:, None, None], limit)
         with torch.no_grad():
             bound = self.model_config.level_limit_db
-            want = 20 * torch.log10(level_t.clamp_min(_RMS_FLOOR) / level_x.clamp_min(_RMS_FLOOR))
+            want = 20 * torch.log10(level_t.clamp_min(RMS_FLOOR) / level_x.clamp_min(RMS_FLOOR))
             want = want.clamp(-bound, bound)
             scale = level_x / level_u * 10 ** (g.detach() / 20)
             output = soft_limit(u.detach() * scale[:, None, None], limit)
