@@ -232,7 +232,8 @@ def draw_triplets(
         config=config,
         probabilities=probabilities,
     )
-    chain = fxdsp.Manipulator(params)
+    level_match = config.level_match if config is not None else True
+    chain = fxdsp.Manipulator(params, level_match=level_match)
     a2, b2 = chain(a1), chain(b1)
     return Triplets(
         a1=a1,

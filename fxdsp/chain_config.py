@@ -176,6 +176,11 @@ class ChainConfig(ConfigBase):
             decayed by 60 dB (the definition of RT60; :func:`fxdsp.functional.reverb`'s own
             default of 1.5 · rt60 = 90 dB costs about a third more time per chain).
         default_stem: the stem assumed when ``sample_params`` gets ``stems=None``.
+        level_match: every processor but the gain is followed by an RMS match to the chain
+            input's level (the reference's, default); False lets each processor change the
+            level as it does alone (a compressor without makeup turns down, a boost turns up,
+            a reverb send adds), as real mixing chains do. Read by the callers that build the
+            :class:`~fxdsp.Manipulator` from a config (``Manipulator(params, level_match=...)``).
     """
 
     probabilities: dict[str, float] = field(default_factory=lambda: dict(REFERENCE_PROBABILITIES))
@@ -187,6 +192,7 @@ class ChainConfig(ConfigBase):
     sample_rate: float = 44100.0
     reverb_tail_rt60: float = 1.0
     default_stem: str = "other"
+    level_match: bool = True
 
     def __post_init__(self) -> None:
         for name in ("probabilities", "reverb_probabilities", "ranges"):
@@ -234,6 +240,8 @@ class ChainConfig(ConfigBase):
         )
         if self.default_stem not in STEMS:
             raise ValueError(f"default_stem must be one of {STEMS}, got {self.default_stem!r}")
+        if not isinstance(self.level_match, bool):
+            raise ValueError(f"level_match must be true or false, got {self.level_match!r}")
         object.__setattr__(self, "probabilities", probs)
         object.__setattr__(self, "reverb_probabilities", rev)
         object.__setattr__(self, "invert_polarity_probability", inv)
@@ -308,7 +316,7 @@ class ChainConfig(ConfigBase):
                     f"unknown range name {name!r}; expected one of {list(REFERENCE_RANGES)}"
                 )
             data["ranges"][name] = value
-        unknown = set(other) - {"sample_rate", "reverb_tail_rt60", "default_stem"}
+        unknown = set(other) - {"sample_rate", "reverb_tail_rt60", "default_stem", "level_match"}
         if unknown:
             raise ValueError(f"unknown ChainConfig field(s) {sorted(unknown)}")
         data.update(other)
@@ -328,6 +336,8 @@ class ChainConfig(ConfigBase):
             "sample_rate": self.sample_rate,
             "reverb_tail_rt60": self.reverb_tail_rt60,
             "default_stem": self.default_stem,
+            # Written only when off, so that every reference-semantics config keeps its JSON.
+            **({} if self.level_match else {"level_match": False}),
         }
 
     @classmethod

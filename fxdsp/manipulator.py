@@ -533,13 +533,18 @@ class Manipulator(nn.Module):
 
     Args:
         params: the draw, one item per audio item (moved to the audio's device on call).
+        level_match: False skips the RMS matches: each processor changes the level as it does
+            alone (:attr:`ChainConfig.level_match <fxdsp.chain_config.ChainConfig>`).
     """
 
-    def __init__(self, params: FxParams) -> None:
+    def __init__(self, params: FxParams, level_match: bool = True) -> None:
         super().__init__()
         if not isinstance(params, FxParams):
             raise ValueError(f"params must be an FxParams, got {type(params).__name__}")
+        if not isinstance(level_match, bool):
+            raise ValueError(f"level_match must be true or false, got {level_match!r}")
         self.params = params
+        self.level_match = level_match
 
     @classmethod
     def from_normalized(
@@ -638,12 +643,12 @@ class Manipulator(nn.Module):
                 continue
             if n == len(p):
                 out = apply_effect(name, y, p)
-                y = out if name == "gain" else _rms_match(out, level)
+                y = out if name == "gain" or not self.level_match else _rms_match(out, level)
                 continue
             idx = idx_cpu.to(x.device)
             sub = y.index_select(0, idx)
             out = apply_effect(name, sub, p[idx])
-            if name != "gain":
+            if name != "gain" and self.level_match:
                 out = _rms_match(out, level.index_select(0, idx))
             if y is not x and not (
                 torch.is_grad_enabled() and (y.requires_grad or out.requires_grad)

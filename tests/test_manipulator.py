@@ -35,8 +35,9 @@ def noise(shape: tuple[int, ...], seed: int = 1, dtype: torch.dtype = torch.floa
     return 0.1 * torch.randn(shape, generator=g, dtype=dtype)
 
 
-def reference_chain(x: torch.Tensor, p: FxParams) -> torch.Tensor:
-    """One item (batch of 1), written out with the functional effects, reference semantics."""
+def reference_chain(x: torch.Tensor, p: FxParams, match: bool = True) -> torch.Tensor:
+    """One item (batch of 1), written out with the functional effects, reference semantics
+    (``match=False``: no RMS match after the processors)."""
     assert len(p) == 1
     y = x.expand(-1, 2, -1) if x.shape[1] == 1 else x
     on = dict(zip(EFFECTS, p.active[0].tolist(), strict=True))
@@ -77,7 +78,7 @@ def reference_chain(x: torch.Tensor, p: FxParams) -> torch.Tensor:
         else:
             y = F.gain(y, v["gain.gain_db"], v["gain.invert_polarity"])
             continue
-        y = F.rms_normalize_to(out, y)  # RMS match to this processor's input
+        y = F.rms_normalize_to(out, y) if match else out  # RMS match to this processor's input
     return y
 
 
@@ -209,6 +210,33 @@ def test_rms_is_matched_after_every_processor_but_gain() -> None:
     x = noise((5, 2, 3000))
     y = Manipulator(p)(x)
     torch.testing.assert_close(F.rms(y), F.rms(x), rtol=1e-9, atol=0)
+
+
+def test_without_level_match_each_processor_keeps_its_own_level() -> None:
+    """``level_match=False`` (``ChainConfig.level_match``): each item equals the functional
+    effects in its order with no RMS match (written out in the test), and the level moves."""
+    n = 12
+    p = sample_params(n, config=SHORT, probabilities=HALF, generator=gen(7), dtype=torch.float64)
+    x = noise((n, 2, 2048))
+    y = Manipulator(p, level_match=False)(x)
+    matched = Manipulator(p)(x)
+    moved = 0
+    for i in range(n):
+        ref = reference_chain(x[i : i + 1], p[i], match=False)
+        torch.testing.assert_close(y[i : i + 1], ref, rtol=1e-7, atol=1e-10)
+        processors = p.active[i, [EFFECTS.index(e) for e in EFFECTS if e != "gain"]]
+        if bool(processors.any()):
+            moved += int(abs(float(F.rms(y[i : i + 1]) / F.rms(x[i : i + 1])) - 1) > 1e-3)
+        else:  # nothing but the gain: the same either way
+            torch.testing.assert_close(y[i : i + 1], matched[i : i + 1], rtol=0, atol=0)
+    assert moved >= 3
+    assert ChainConfig().level_match is True
+    cfg = ChainConfig().replace(level_match=False)
+    assert ChainConfig.from_json(cfg.to_json()).level_match is False
+    with pytest.raises(ValueError, match="level_match must be true or false"):
+        ChainConfig().replace(level_match="no")
+    with pytest.raises(ValueError, match="level_match must be true or false"):
+        Manipulator(p, level_match=1)
 
 
 def test_gradients_finite_wrt_audio_and_every_continuous_param() -> None:

@@ -95,6 +95,16 @@ def test_seeded_reproducibility(segments: SegmentDataset) -> None:
     assert step1.records() == first.records() and step2.records() != step1.records()
 
 
+def test_chain_config_without_level_match_reaches_the_chain(segments: SegmentDataset) -> None:
+    cfg = fxdsp.ChainConfig().replace(level_match=False, probabilities={"eq": 1.0})
+    trip = draw_triplets(segments, 6, generator=torch.Generator().manual_seed(3), config=cfg)
+    free = fxdsp.Manipulator(trip.params, level_match=False)
+    torch.testing.assert_close(free(trip.a1), trip.a2, rtol=0, atol=0)
+    torch.testing.assert_close(free(trip.b1), trip.b2, rtol=0, atol=0)
+    matched = fxdsp.Manipulator(trip.params)(trip.a1)
+    assert float((matched - trip.a2).abs().max()) > 1e-4  # the EQs moved the level
+
+
 def test_b_is_uniform_over_the_other_tracks(segments: SegmentDataset) -> None:
     off = dict.fromkeys(fxdsp.EFFECTS, 0.0)  # the selection is under test, not the chain
     gen = torch.Generator().manual_seed(2)
