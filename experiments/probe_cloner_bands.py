@@ -19,10 +19,8 @@ import sys
 import numpy as np
 import torch
 
-import cloner
 from cloner import evaluation as ev
-from cloner.api import load_encoder_for, read_info
-from experiments.probe_level_match import match_loudness, probe_items
+from experiments.probe_level_match import match_loudness, probe_args, probe_items, shipped_cloner
 
 #: Band edges in Hz.
 EDGES = (0.0, 150.0, 350.0, 1000.0, 4000.0, 22050.0)
@@ -49,10 +47,8 @@ def _change(a: float, b: float) -> str:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 2 or argv[1] not in ("pedalboard", "fxdsp"):
-        raise SystemExit(__doc__)
-    split, lib = argv
-    run = ev.cloner_method(cloner.load("default"), load_encoder_for(read_info("default"), None))
+    split, lib = probe_args(argv, __doc__)
+    run = shipped_cloner()
     items = probe_items(split, lib)
     fs = items.sample_rate
     names = [f"{lo:g}–{hi:g} Hz" for lo, hi in itertools.pairwise(EDGES)]

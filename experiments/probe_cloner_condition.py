@@ -16,17 +16,19 @@ import sys
 
 import torch
 
-import cloner
 from cloner import evaluation as ev
-from cloner.api import load_encoder_for, read_info
-from experiments.probe_level_match import _cell, match_loudness, probe_items
+from experiments.probe_level_match import (
+    _cell,
+    match_loudness,
+    probe_args,
+    probe_items,
+    shipped_cloner,
+)
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 2 or argv[1] not in ("pedalboard", "fxdsp"):
-        raise SystemExit(__doc__)
-    split, lib = argv
-    run = ev.cloner_method(cloner.load("default"), load_encoder_for(read_info("default"), None))
+    split, lib = probe_args(argv, __doc__)
+    run = shipped_cloner()
     items = probe_items(split, lib)
 
     def target(stem: str) -> torch.Tensor:

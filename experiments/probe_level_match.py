@@ -32,6 +32,18 @@ def match_loudness(y: torch.Tensor, r: torch.Tensor, fs: int, limit: float = 24.
     return y * (10 ** (d / 20)).float()[:, None, None]
 
 
+def probe_args(argv: list[str], doc: str | None) -> tuple[str, str]:
+    """``(split, library)`` from a probe's arguments ``SPLIT pedalboard|fxdsp`` (else its usage)."""
+    if len(argv) != 2 or argv[1] not in ("pedalboard", "fxdsp"):
+        raise SystemExit(doc)
+    return argv[0], argv[1]
+
+
+def shipped_cloner() -> ev.Method:
+    """The shipped cloner as an evaluation method, conditioned by its own encoder."""
+    return ev.cloner_method(cloner.load("default"), load_encoder_for(read_info("default"), None))
+
+
 def probe_items(split: str, lib: str) -> ev.TransferItems:
     """The items of ``mixfx eval-transfer --split SPLIT --style-library LIB`` on
     ``data/corpus`` (6-s FX-normalized segments, 4 styles per song, seed 0)."""
@@ -52,13 +64,9 @@ def _cell(stats: dict) -> str:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 2 or argv[1] not in ("pedalboard", "fxdsp"):
-        raise SystemExit(__doc__)
-    split, lib = argv
-    model = cloner.load("default")
-    encoder = load_encoder_for(read_info("default"), None)
+    split, lib = probe_args(argv, __doc__)
     items = probe_items(split, lib)
-    run = ev.cloner_method(model, encoder)
+    run = shipped_cloner()
     cache: dict[str, torch.Tensor] = {}
 
     def cloned(x: torch.Tensor, r: torch.Tensor, stem: str, fs: int) -> torch.Tensor:
