@@ -23,16 +23,12 @@ import torch
 from torch import Tensor, nn
 
 from cloner.config import ClonerConfig
+from fxdsp.functional import rms
 
-__all__ = ["MixFXCloner", "mdct_filterbank", "rms_level", "soft_limit"]
+__all__ = ["MixFXCloner", "mdct_filterbank", "soft_limit"]
 
 #: Floor of an RMS that divides (a silent TCN output is not scaled up without bound).
 RMS_FLOOR = 1e-8
-
-
-def rms_level(x: Tensor) -> Tensor:
-    """RMS over channels and samples of each item of ``(batch, channels, samples)``."""
-    return x.square().mean(dim=(1, 2)).sqrt()
 
 
 def mdct_filterbank(hop: int) -> Tensor:
@@ -197,9 +193,13 @@ class MixFXCloner(nn.Module):
                 raise ValueError("parts=True needs a level head (ClonerConfig.level_head)")
             return soft_limit(u, self.config.output_limit)
         g = self.level_db(cond)
-        if parts:
-            return u, g
-        scale = rms_level(x) / rms_level(u).clamp_min(RMS_FLOOR) * 10 ** (g / 20)
+        return (u, g) if parts else self.at_level(x, u, g)
+
+    def at_level(self, x: Tensor, u: Tensor, g: Tensor) -> Tensor:
+        """The output of the TCN path ``u`` for the input ``x`` at the level head's gain ``g``
+        dB: ``soft_limit(u · rms(x) / rms(u) · 10^(g/20))`` (:func:`fxdsp.functional.rms`, per
+        item over channels and samples)."""
+        scale = rms(x) / rms(u).clamp_min(RMS_FLOOR) * 10 ** (g / 20)
         return soft_limit(u * scale[:, None, None], self.config.output_limit)
 
     def _path(self, x: Tensor, cond: Tensor) -> Tensor:

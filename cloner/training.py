@@ -52,7 +52,7 @@ import fxdsp
 from cloner.api import encoder_record
 from cloner.config import ClonerConfig
 from cloner.loss import DEFAULT_FFT_SIZES, MultiScaleSpectralLoss, embedding_loss
-from cloner.model import RMS_FLOOR, MixFXCloner, rms_level, soft_limit
+from cloner.model import RMS_FLOOR, MixFXCloner, soft_limit
 from fxdsp.config import ConfigBase, check_number
 from fxencoder.trainer_base import RANK_SEED_STRIDE, TrainerBase, check_schedule, distributed
 
@@ -522,16 +522,15 @@ class ClonerTrainer(ConditionedTrainer):
         the head's limit; the wanted level is data, no gradient)."""
         x, target = batch["input"], batch["target"]
         u, g = self.module(x, batch["cond"], parts=True)
-        limit = self.model_config.output_limit
-        level_u = rms_level(u).clamp_min(RMS_FLOOR)
-        level_t, level_x = rms_level(target), rms_level(x)
-        y = soft_limit(u * (level_t / level_u)[:, None, None], limit)
+        level_t = fxdsp.functional.rms(target)
+        scale = level_t / fxdsp.functional.rms(u).clamp_min(RMS_FLOOR)
+        y = soft_limit(u * scale[:, None, None], self.model_config.output_limit)
         with torch.no_grad():
             bound = self.model_config.level_limit_db
+            level_x = fxdsp.functional.rms(x)
             want = 20 * torch.log10(level_t.clamp_min(RMS_FLOOR) / level_x.clamp_min(RMS_FLOOR))
             want = want.clamp(-bound, bound)
-            scale = level_x / level_u * 10 ** (g.detach() / 20)
-            output = soft_limit(u.detach() * scale[:, None, None], limit)
+            output = self.model.at_level(x, u.detach(), g.detach())
         return y, output, (g - want).abs().mean()
 
     def step(
@@ -565,6 +564,7 @@ class ClonerTrainer(ConditionedTrainer):
         if self.model_config.level_head:
             y, output, level_error = self._level_head_forward(batch)
             terms = self.losses(y, batch)
+            spectral = terms["total"].detach()
             terms["level_db"] = level_error
             terms["total"] = terms["total"] + self.config.level_weight * level_error
         else:
@@ -593,9 +593,7 @@ class ClonerTrainer(ConditionedTrainer):
                 base = max(logs["input_unchanged/total"], 1e-12)
                 logs.update({f"output/{k}": float(v) for k, v in real.items()})
                 logs["loss/relative"] = logs["output/total"] / base
-                logs["loss/relative_at_target_level"] = (
-                    logs["loss/total"] - self.config.level_weight * logs["loss/level_db"]
-                ) / base
+                logs["loss/relative_at_target_level"] = float(spectral) / base
         if keep_examples:
             self._keep_examples(batch, y if output is None else output.detach())
         done = time.perf_counter()
