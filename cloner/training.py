@@ -161,6 +161,10 @@ class ClonerTrainConfig(TripletRunConfig):
             off, the reference's setting).
         ref_crop_min: shortest reference crop as a fraction of the segment (1: no crop).
         chain: a :class:`fxdsp.ChainConfig` as a dict (default: the reference chain).
+        dasp_fraction: the probability that a step's chains come from the second effects
+            design, :mod:`fxdata.dasp_chain` (dasp-pytorch's EQ and compressor, a
+            noise-shaped reverb; levels not matched), instead of fxdsp's ``chain`` (0: never,
+            the reference's setting; drawn once per step from the run's generator).
         grad_clip: gradient-norm clip.
         seed: the seed of every random choice (and of the initial weights).
         checkpoint_every: steps between checkpoints (one is written at the end too).
@@ -196,6 +200,7 @@ class ClonerTrainConfig(TripletRunConfig):
     audio_every: int = 1000
     init_from: str | None = None
     level_weight: float = 0.1
+    dasp_fraction: float = 0.0
 
     _loss_weights: ClassVar[tuple[str, ...]] = (
         "mss_lr_weight",
@@ -208,6 +213,7 @@ class ClonerTrainConfig(TripletRunConfig):
         super().__post_init__()
         # Not among the loss weights: it weighs a term only a level-head model has.
         check_number("level_weight", self.level_weight, low=0.0)
+        check_number("dasp_fraction", self.dasp_fraction, low=0.0, high=1.0)
         if self.init_from is not None:
             if not isinstance(self.init_from, (str, Path)) or not str(self.init_from):
                 raise ValueError(
@@ -484,9 +490,12 @@ class ClonerTrainer(ConditionedTrainer):
         from fxdata.triplets import draw_triplets
 
         c = self.config
+        design = "fxdsp"
+        if c.dasp_fraction > 0 and float(torch.rand((), generator=self.gen)) < c.dasp_fraction:
+            design = "dasp"
         trip = draw_triplets(
             self.dataset, c.batch_size, generator=self.gen, device=self.device,
-            normalizer=self._normalizer if c.fxnorm else None, config=self.chain,
+            normalizer=self._normalizer if c.fxnorm else None, config=self.chain, design=design,
         )  # fmt: skip
         reference = _crop(trip.b2, self.gen, c.ref_crop_min)
         cond = self.encoder(reference)

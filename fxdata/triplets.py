@@ -38,7 +38,10 @@ from torch import Tensor
 import fxdsp
 from fxdsp.registry import STEMS
 
-__all__ = ["SegmentSource", "Triplets", "draw_triplets"]
+__all__ = ["DESIGNS", "SegmentSource", "Triplets", "draw_triplets"]
+
+#: The effect designs a triplet's chain can come from (:func:`draw_triplets`' ``design``).
+DESIGNS: tuple[str, ...] = ("fxdsp", "dasp")
 
 
 class SegmentSource(Protocol):
@@ -64,7 +67,8 @@ class Triplets:
         a2: ``Manipulator(params)(a1)``: the ground truth.
         b1: B's segment, normalized like ``a1``.
         b2: ``Manipulator(params)(b1)``: the reference.
-        params: the chain drawn for each item (:class:`fxdsp.FxParams`, on the device).
+        params: the chain drawn for each item (:class:`fxdsp.FxParams`, or
+            :class:`fxdata.dasp_chain.DaspChainParams` for the ``"dasp"`` design; on the device).
         stems: the stem name of each item (A and B share it).
         track_a, track_b: track names of A and B (always different).
         offset_a, offset_b: segment offsets in samples into those tracks.
@@ -153,6 +157,7 @@ def draw_triplets(
     config: Any = None,
     probabilities: Mapping[str, Any] | None = None,
     stems: Sequence[str] | None = None,
+    design: str = "fxdsp",
 ) -> Triplets:
     """Draw ``n`` triplets ``(A1, A2, B2)`` from a segment dataset (see the module docstring).
 
@@ -172,6 +177,10 @@ def draw_triplets(
             :class:`fxdsp.ProbabilityScheduler`'s).
         stems: restrict to these stem types (default: every stem of the dataset that fxdsp's
             chain knows and that has segments in at least two tracks).
+        design: whose effects make the chain: ``"fxdsp"`` (:func:`fxdsp.sample_params` and the
+            :class:`fxdsp.Manipulator`, with ``config`` and ``probabilities``) or ``"dasp"``
+            (:mod:`fxdata.dasp_chain`, a second design at ``config``'s sample rate; ``params``
+            is then a :class:`~fxdata.dasp_chain.DaspChainParams`).
 
     Returns:
         The :class:`Triplets`.
@@ -179,11 +188,13 @@ def draw_triplets(
     Raises:
         ValueError: ``n`` < 1, a generator that is not a CPU ``torch.Generator``, a dataset
             that is not in stem mode, no stem with segments in two tracks, or a normalizer that
-            changes the shape.
+            changes the shape, or an unknown ``design``.
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     n = int(n)
+    if design not in DESIGNS:
+        raise ValueError(f"design must be one of {list(DESIGNS)}, got {design!r}")
     if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
         raise ValueError(f"generator must be a CPU torch.Generator, got {generator!r}")
     device = torch.device(device)
@@ -224,17 +235,25 @@ def draw_triplets(
         a1, b1 = a_norm, b_norm
 
     # 2. The chain: one draw for both contents.
-    params = fxdsp.sample_params(
-        n,
-        stems=stem_names,
-        generator=generator,
-        device=device,
-        config=config,
-        probabilities=probabilities,
-    )
-    level_match = config.level_match if config is not None else True
-    chain = fxdsp.Manipulator(params, level_match=level_match)
-    a2, b2 = chain(a1), chain(b1)
+    params: Any
+    if design == "dasp":
+        from fxdata.dasp_chain import apply_dasp_chain, sample_dasp_params
+
+        rate = float(config.sample_rate) if config is not None else 44100.0
+        params = sample_dasp_params(n, generator=generator, sample_rate=rate, device=device)
+        a2, b2 = apply_dasp_chain(a1, params), apply_dasp_chain(b1, params)
+    else:
+        params = fxdsp.sample_params(
+            n,
+            stems=stem_names,
+            generator=generator,
+            device=device,
+            config=config,
+            probabilities=probabilities,
+        )
+        level_match = config.level_match if config is not None else True
+        chain = fxdsp.Manipulator(params, level_match=level_match)
+        a2, b2 = chain(a1), chain(b1)
     return Triplets(
         a1=a1,
         a2=a2,

@@ -93,6 +93,7 @@ def test_config_validates_and_round_trips(encoder_path: Path, tmp_path: Path) ->
         ({"model": "huge"}, "unknown preset"),
         ({"fxnorm": 1}, "fxnorm"),
         ({"lr_weight": 1.0}, "unknown ClonerTrainConfig field"),
+        ({"dasp_fraction": 1.5}, "dasp_fraction"),
     ]:
         with pytest.raises(ValueError, match=match):
             _config(encoder_path, **bad)
@@ -144,6 +145,22 @@ def test_batch_is_triplets_with_the_frozen_encoders_condition(data, encoder_path
     measured = fxdsp.functional.loudness(a1, SR)
     for i, stem in enumerate(trip.stems):
         assert float(measured[i]) == pytest.approx(stats.stems[stem].loudness_lufs, abs=0.01)
+
+
+def test_dasp_fraction_draws_whole_steps_from_the_second_design(data, encoder_path: Path) -> None:
+    from fxdata.dasp_chain import DaspChainParams, apply_dasp_chain
+
+    always = ClonerTrainer(_config(encoder_path, dasp_fraction=1.0), data)
+    batch = always.make_batch()
+    trip = batch["triplets"]
+    assert isinstance(trip.params, DaspChainParams)
+    torch.testing.assert_close(apply_dasp_chain(trip.a1, trip.params), batch["target"],
+                               rtol=0, atol=0)  # fmt: skip
+    half = ClonerTrainer(_config(encoder_path, dasp_fraction=0.5, seed=3), data)
+    kinds = [isinstance(half.make_batch()["triplets"].params, DaspChainParams) for _ in range(12)]
+    assert 0 < sum(kinds) < 12
+    never = ClonerTrainer(_config(encoder_path), data)
+    assert isinstance(never.make_batch()["triplets"].params, fxdsp.FxParams)
 
 
 def test_level_segments_per_item_targets() -> None:
