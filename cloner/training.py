@@ -501,7 +501,7 @@ class ClonerTrainer(ConditionedTrainer):
         cond = self.encoder(reference)
         return {
             "input": trip.a1, "target": trip.a2, "reference": reference, "cond": cond,
-            "triplets": trip,
+            "triplets": trip, "design": design,
         }  # fmt: skip
 
     def losses(self, y: Tensor, batch: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -603,6 +603,8 @@ class ClonerTrainer(ConditionedTrainer):
                 logs.update({f"output/{k}": float(v) for k, v in real.items()})
                 logs["loss/relative"] = logs["output/total"] / base
                 logs["loss/relative_at_target_level"] = float(spectral) / base
+        if self.config.dasp_fraction > 0:  # which design made the step's chains
+            logs["batch/dasp"] = float(batch.get("design") == "dasp")
         if keep_examples:
             self._keep_examples(batch, y if output is None else output.detach())
         done = time.perf_counter()

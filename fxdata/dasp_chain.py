@@ -121,6 +121,24 @@ class DaspChainParams:
     def __len__(self) -> int:
         return int(self.ir.shape[0])
 
+    def repeat(self, k: int) -> DaspChainParams:
+        """The ``n`` chains tiled ``k`` times: item ``j`` of the result is item ``j % n``."""
+        return DaspChainParams(
+            values={name: v.repeat(k) for name, v in self.values.items()},
+            on={name: v.repeat(k) for name, v in self.on.items()},
+            ir=self.ir.repeat(k, 1, 1),
+            sample_rate=self.sample_rate,
+        )
+
+    def to(self, device: torch.device | str) -> DaspChainParams:
+        """The same chains with their tensors on ``device``."""
+        return DaspChainParams(
+            values={name: v.to(device) for name, v in self.values.items()},
+            on={name: v.to(device) for name, v in self.on.items()},
+            ir=self.ir.to(device),
+            sample_rate=self.sample_rate,
+        )
+
     def chain(self, i: int) -> list[str]:
         """The effects that are on for item ``i``, in processing order."""
         return [e for e in EFFECTS if bool(self.on[e][i])]

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 import fxdsp
+from fxdata.dasp_chain import apply_dasp_chain, sample_dasp_params
 from fxdsp.config import ConfigBase, check_number
 from fxdsp.registry import EFFECTS, STEMS
 from fxdsp.space import ParamSpace
@@ -136,6 +137,11 @@ class TrainConfig(ConfigBase):
             head's targets stay normalized by ``chain``'s ranges (clamped to [0, 1]).
         mild_chain: the mild styles' :class:`fxdsp.ChainConfig` as a dict (default
             :data:`MILD_CHAIN`).
+        dasp: probability that a step draws its chains from the second effects design,
+            :mod:`fxdata.dasp_chain` (dasp-pytorch's EQ, compressor and widener, a noise-shaped
+            reverb; one choice per step, after ``mild``'s); the auxiliary loss, whose targets
+            are fxdsp's parameters, is left out of those steps. 0 (the default) draws nothing
+            extra.
         probe_every: steps between per-effect scores (the scheduler's input; also logged).
         chain: a :class:`fxdsp.ChainConfig` as a dict (default: the reference chain).
         grad_clip: gradient-norm clip.
@@ -161,6 +167,7 @@ class TrainConfig(ConfigBase):
     premix_chain: dict[str, Any] = field(default_factory=dict)
     mild: float = 0.0
     mild_chain: dict[str, Any] = field(default_factory=dict)
+    dasp: float = 0.0
     probe_every: int = 100
     chain: dict[str, Any] = field(default_factory=dict)
     grad_clip: float = 5.0
@@ -182,6 +189,7 @@ class TrainConfig(ConfigBase):
         check_number("crop_min", self.crop_min, low=0.0, low_open=True, high=1.0)
         check_number("premix", self.premix, low=0.0, high=1.0)
         check_number("mild", self.mild, low=0.0, high=1.0)
+        check_number("dasp", self.dasp, low=0.0, high=1.0)
         for name in ("fxnorm", "prob_schedule"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -438,6 +446,12 @@ class EncoderTrainer(TrainerBase):
             c.draws, stems=stem_name, probabilities=self.probabilities(), generator=self.gen,
             config=chain,
         )  # fmt: skip
+        dasp = c.dasp > 0 and float(torch.rand((), generator=self.gen)) < c.dasp
+        drawn = (
+            sample_dasp_params(c.draws, generator=self.gen, sample_rate=self.dataset.sample_rate)
+            if dasp
+            else None
+        )
         contents = contents.to(self.device)
         if c.fxnorm:
             contents = level_contents(contents, stem, self.dataset.sample_rate)
@@ -448,11 +462,15 @@ class EncoderTrainer(TrainerBase):
         labels = torch.arange(c.draws).repeat(c.contents).to(self.device)
         content_ids = torch.arange(c.contents).repeat_interleave(c.draws).to(self.device)
         with torch.no_grad():
-            y = fxdsp.Manipulator(p)(x)
+            if drawn is not None:
+                y = apply_dasp_chain(x, drawn.repeat(c.contents).to(self.device))
+            else:
+                y = fxdsp.Manipulator(p)(x)
         views = _crop(y, self.gen, c.crop_min)
         return {
-            "views": views, "labels": labels, "content_ids": content_ids, "params": p,
-            "stem": stem, "rows": rows, "contents": contents, "mild": mild,
+            "views": views, "labels": labels, "content_ids": content_ids,
+            "params": None if dasp else p, "stem": stem, "rows": rows, "contents": contents,
+            "mild": mild, "dasp": dasp,
         }  # fmt: skip
 
     def premix(self, contents: Tensor, stem: str | None) -> Tensor:
@@ -473,7 +491,7 @@ class EncoderTrainer(TrainerBase):
         contrastive = nt_xent(z, batch["labels"], c.temperature)
         total = contrastive
         logs = {"loss/contrastive": float(contrastive.detach())}
-        if c.aux_weight > 0:
+        if c.aux_weight > 0 and batch["params"] is not None:  # None: the dasp design's step
             p: fxdsp.FxParams = batch["params"]
             targets = self.space.to_normalized(p.values).clamp(0, 1)
             aux = aux_param_loss(
@@ -486,6 +504,8 @@ class EncoderTrainer(TrainerBase):
         logs.update({f"batch/{k}": v for k, v in stats.items()})
         if self.mild_chain is not None:
             logs["batch/mild"] = float(batch["mild"])
+        if c.dasp > 0:
+            logs["batch/dasp"] = float(batch["dasp"])
         return total, logs
 
     def step(self) -> dict[str, float]:

@@ -159,8 +159,10 @@ def test_dasp_fraction_draws_whole_steps_from_the_second_design(data, encoder_pa
     half = ClonerTrainer(_config(encoder_path, dasp_fraction=0.5, seed=3), data)
     kinds = [isinstance(half.make_batch()["triplets"].params, DaspChainParams) for _ in range(12)]
     assert 0 < sum(kinds) < 12
+    assert always.step()["batch/dasp"] == 1.0  # logged, so TensorBoard can split the designs
     never = ClonerTrainer(_config(encoder_path), data)
     assert isinstance(never.make_batch()["triplets"].params, fxdsp.FxParams)
+    assert "batch/dasp" not in never.step()
 
 
 def test_level_segments_per_item_targets() -> None:

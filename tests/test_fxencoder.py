@@ -16,6 +16,7 @@ import torch
 
 import fxdsp
 import fxencoder
+from fxdata.dasp_chain import sample_dasp_params
 from fxdsp.registry import STEMS
 from fxencoder.config import FXEncoderConfig
 from fxencoder.loss import aux_param_loss, nt_xent
@@ -404,6 +405,37 @@ def test_mild_styles_replace_a_steps_chains_with_probability_mild(data) -> None:
         _config(mild=-0.1)
     with pytest.raises(ValueError, match="mild_chain"):
         _config(mild=0.5, mild_chain=[1, 2])
+
+
+def test_dasp_steps_render_every_content_through_the_second_designs_chains(data) -> None:
+    from fxdata.dasp_chain import DaspChainParams, apply_dasp_chain
+
+    trainer = EncoderTrainer(_config(dasp=1.0, aux_weight=0.5, crop_min=1.0), data)
+    state = trainer.gen.get_state()
+    batch = trainer.make_batch()
+    assert batch["dasp"] is True and batch["params"] is None
+    # Replayed by hand: contents, the fxdsp draw (made every step), the choice, the dasp draw.
+    replay = EncoderTrainer(_config(dasp=1.0, aux_weight=0.5, crop_min=1.0), data)
+    replay.gen.set_state(state)
+    replay.sampler.draw(replay.gen)
+    fxdsp.sample_params(3, stems=batch["stem"], generator=replay.gen,
+                        probabilities=replay.probabilities(),
+                        config=replay.config.chain_config())  # fmt: skip
+    assert float(torch.rand((), generator=replay.gen)) < 1.0
+    drawn = sample_dasp_params(3, generator=replay.gen, sample_rate=SR)
+    assert isinstance(drawn, DaspChainParams)
+    x = batch["contents"].repeat_interleave(3, dim=0)
+    want = apply_dasp_chain(x, drawn.repeat(batch["contents"].shape[0]))
+    views = batch["views"]
+    assert views.shape[-1] <= want.shape[-1]
+    torch.testing.assert_close(views, want[..., : views.shape[-1]], rtol=0, atol=0)
+    # Items with the same label share a chain: the same content under two labels differs.
+    assert not torch.equal(views[0], views[1])
+    figures = trainer.step()  # the auxiliary loss sits out a dasp step
+    assert figures["batch/dasp"] == 1.0 and "loss/aux" not in figures
+    assert "batch/dasp" not in EncoderTrainer(_config(), data).step()
+    with pytest.raises(ValueError, match="dasp"):
+        _config(dasp=2.0)
 
 
 def test_training_learns_on_a_tiny_problem(data) -> None:
