@@ -146,6 +146,10 @@ class TrainConfig(ConfigBase):
         chain: a :class:`fxdsp.ChainConfig` as a dict (default: the reference chain).
         grad_clip: gradient-norm clip.
         seed: the seed of every random choice.
+        init_from: start from these weights instead of random ones (a fine-tune: the optimizer,
+            the schedule, the probability scheduler and the step start afresh): a shipped
+            encoder name or an encoder file (:func:`fxencoder.load`) whose config is this
+            run's model config.
     """
 
     model: str = "small"
@@ -172,6 +176,7 @@ class TrainConfig(ConfigBase):
     chain: dict[str, Any] = field(default_factory=dict)
     grad_clip: float = 5.0
     seed: int = 0
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "contents", "draws", "probe_every"):
@@ -190,6 +195,12 @@ class TrainConfig(ConfigBase):
         check_number("premix", self.premix, low=0.0, high=1.0)
         check_number("mild", self.mild, low=0.0, high=1.0)
         check_number("dasp", self.dasp, low=0.0, high=1.0)
+        if self.init_from is not None:
+            if not isinstance(self.init_from, (str, Path)) or not str(self.init_from):
+                raise ValueError(
+                    f"init_from must be an encoder name or file, got {self.init_from!r}"
+                )
+            object.__setattr__(self, "init_from", str(self.init_from))
         for name in ("fxnorm", "prob_schedule"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -412,6 +423,8 @@ class EncoderTrainer(TrainerBase):
         )
         torch.manual_seed(config.seed)  # the initial weights: the same on every rank
         self.model = FXEncoder(self.model_config).to(self.device)
+        if config.init_from is not None:
+            self._init_weights(config.init_from)
         self.module: torch.nn.Module = self.model
         if self.world > 1:
             self.module = torch.nn.parallel.DistributedDataParallel(
@@ -430,6 +443,22 @@ class EncoderTrainer(TrainerBase):
     def probabilities(self) -> dict[str, float] | None:
         """The effect probabilities of the next draws (None: the chain config's)."""
         return dict(self.scheduler.probabilities) if self.scheduler is not None else None
+
+    def _init_weights(self, source: str) -> None:
+        """Copy the weights of the encoder ``source`` (``init_from``) into the model."""
+        from fxencoder.api import load
+
+        try:
+            start = load(source)
+        except (ValueError, FileNotFoundError) as err:
+            raise ValueError(f"init_from: {err}") from None
+        if start.config != self.model_config:
+            raise ValueError(
+                f"init_from: {source} is an encoder of another config than this run's "
+                f"({start.config} vs {self.model_config})"
+            )
+        with torch.no_grad():
+            self.model.load_state_dict(start.state_dict())
 
     # -- one step --------------------------------------------------------------------------
     def make_batch(self) -> dict[str, Any]:

@@ -438,6 +438,25 @@ def test_dasp_steps_render_every_content_through_the_second_designs_chains(data)
         _config(dasp=2.0)
 
 
+def test_init_from_starts_from_an_encoders_weights(data, tmp_path: Path) -> None:
+    cfg = _config()
+    torch.manual_seed(5)
+    start = FXEncoder(cfg.model_config())
+    fxencoder.save(start, tmp_path / "start.pt")
+    trainer = EncoderTrainer(_config(init_from=str(tmp_path / "start.pt")), data)
+    for key, value in start.state_dict().items():
+        torch.testing.assert_close(trainer.model.state_dict()[key], value, rtol=0, atol=0)
+    fresh = EncoderTrainer(_config(), data)
+    assert not torch.equal(fresh.model.state_dict()["pool_proj.weight"],
+                           start.state_dict()["pool_proj.weight"])  # fmt: skip
+    other = FXEncoder(FXEncoderConfig.preset("tiny", embed_dim=8))
+    fxencoder.save(other, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"init_from: .* another config"):
+        EncoderTrainer(_config(init_from=str(tmp_path / "other.pt")), data)
+    with pytest.raises(ValueError, match="init_from"):
+        EncoderTrainer(_config(init_from=str(tmp_path / "missing.pt")), data)
+
+
 def test_training_learns_on_a_tiny_problem(data) -> None:
     """A few dozen steps on four tracks: the contrastive loss falls well below its start."""
     cfg = _config(steps=40, draws=6, lr=3e-3, chain={**SHORT_CHAIN, "probabilities": {

@@ -64,6 +64,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="probability that a step draws its chains from the second effects design "
         "(fxdata.dasp_chain: dasp-pytorch's processors; default 0)",
     )  # fmt: skip
+    p.add_argument(
+        "--init-from", default=None, metavar="NAME_OR_PATH",
+        help="start from this encoder's weights (a shipped name or a file; a fine-tune)",
+    )  # fmt: skip
     p.add_argument("--seed", type=number_in_range(int, 0, 2**31 - 1, "seed"), default=None)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -89,7 +93,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         "model": args.preset, "steps": args.steps, "contents": args.contents,
         "draws": args.draws, "lr": args.lr, "temperature": args.temperature,
         "aux_weight": args.aux_weight, "seed": args.seed, "premix": args.premix,
-        "mild": args.mild, "dasp": args.dasp,
+        "mild": args.mild, "dasp": args.dasp, "init_from": args.init_from,
     }  # fmt: skip
     base.update({k: v for k, v in given.items() if v is not None})
     if args.no_fxnorm:
