@@ -21,7 +21,7 @@ def _kind(path: Path) -> type:
         return ClonerTrainConfig
     if rel.name.startswith("params_") or rel.parts[0] == "param_losses":
         return ParamTrainConfig
-    if rel.parts[0] in ("ladder", "mild", "premix"):
+    if rel.parts[0] in ("ladder", "mild", "premix") or rel.name.startswith("encoder_"):
         return TrainConfig
     raise AssertionError(f"{rel}: no config class known for it (add it to this test)")
 
