@@ -1,12 +1,13 @@
 """Where in frequency does the cloner fall short? The magnitude error per band.
 
-    python -m experiments.probe_cloner_bands valid pedalboard|fxdsp
+    python -m experiments.probe_cloner_bands valid pedalboard|fxdsp [CLONER]
 
 On a split of ``data/corpus`` (the items of ``mixfx eval-transfer``: 6-s segments, 4 styles
 per song, seed 0): for each stem, the mean absolute difference of STFT magnitudes (FFT 4096,
 hop 1024, Hann; the MSS's largest scale, L and R) between the output and the target, summed
-over the bins of each band, for the input unchanged and the shipped cloner (at its own level
-and at the target's loudness), with the change against the input. The small cloner analyses
+over the bins of each band, for the input unchanged and a cloner (CLONER; default the first
+shipped one, :data:`~experiments.probe_level_match.FIRST_DEFAULT`; at its own level and at the
+target's loudness), with the change against the input. The small cloner analyses
 frames of 128 samples (stride 64): its filters are 344 Hz apart, so a shelf below that is one
 bin to it. Figures quoted in the README's independent checks.
 """
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from cloner import evaluation as ev
-from experiments.probe_level_match import match_loudness, probe_args, probe_items, shipped_cloner
+from experiments.probe_level_match import match_loudness, probe_args, probe_items, probed_cloner
 
 #: Band edges in Hz.
 EDGES = (0.0, 150.0, 350.0, 1000.0, 4000.0, 22050.0)
@@ -47,8 +48,8 @@ def _change(a: float, b: float) -> str:
 
 
 def main(argv: list[str]) -> None:
-    split, lib = probe_args(argv, __doc__)
-    run = shipped_cloner()
+    split, lib, path = probe_args(argv, __doc__)
+    run = probed_cloner(path)
     items = probe_items(split, lib)
     fs = items.sample_rate
     names = [f"{lo:g}–{hi:g} Hz" for lo, hi in itertools.pairwise(EDGES)]

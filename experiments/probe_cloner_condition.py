@@ -1,8 +1,9 @@
-"""Is the reference's embedding what holds the cloner back? The shipped cloner conditioned on
+"""Is the reference's embedding what holds the cloner back? A cloner (CLONER; default the first
+shipped one, :data:`~experiments.probe_level_match.FIRST_DEFAULT`) conditioned on
 the reference (as always) and on the target itself (an oracle: the embedding of the very
 audio it should produce, content and all).
 
-    python -m experiments.probe_cloner_condition valid pedalboard|fxdsp
+    python -m experiments.probe_cloner_condition valid pedalboard|fxdsp [CLONER]
 
 On a split of ``data/corpus`` (the items of ``mixfx eval-transfer``: 6-s segments, 4 styles
 per song, seed 0): mix and stem MSS L/R of each, with and without the output set to the target's
@@ -22,13 +23,13 @@ from experiments.probe_level_match import (
     match_loudness,
     probe_args,
     probe_items,
-    shipped_cloner,
+    probed_cloner,
 )
 
 
 def main(argv: list[str]) -> None:
-    split, lib = probe_args(argv, __doc__)
-    run = shipped_cloner()
+    split, lib, path = probe_args(argv, __doc__)
+    run = probed_cloner(path)
     items = probe_items(split, lib)
 
     def target(stem: str) -> torch.Tensor:

@@ -3,7 +3,7 @@
     python -m experiments.probe_cloner_level pedalboard|fxdsp [LABEL=CHECKPOINT ...]
 
 On the validation split of ``data/corpus`` (the items of ``mixfx eval-transfer``, 6-s segments,
-4 styles per song, seed 0), for each cloner (default: the shipped cloner's training checkpoint
+4 styles per song, seed 0), for each cloner (default: the first shipped cloner's training checkpoint
 and the full-chain fine-tune, ``runs/cloner-fullchain/last.pt``): how far the targets'
 loudness moves from the inputs' (sd), how well the references' loudness predicts it
 (correlation), and how the outputs follow (slope and offset of output − input on target −
@@ -23,7 +23,7 @@ from experiments.probe_level_match import probe_items
 from fxdsp.functional.loudness import loudness
 from fxdsp.registry import STEMS
 
-DEFAULT = {"shipped": "checkpoints/cloner-default/last.pt",
+DEFAULT = {"first default": "checkpoints/cloner-default/last.pt",
            "fine-tune": "runs/cloner-fullchain/last.pt"}  # fmt: skip
 
 

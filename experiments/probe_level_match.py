@@ -1,14 +1,15 @@
 """Would matching each stem's loudness to the reference's help the transfer?
 
-    python -m experiments.probe_level_match valid pedalboard|fxdsp
+    python -m experiments.probe_level_match valid pedalboard|fxdsp [CLONER]
 
 On a split of ``data/corpus`` (the items of ``mixfx eval-transfer``: 6-s segments, 4 styles per
-song, seed 0) with the shipped cloner: mix and stem MSS L/R of input unchanged, the input
-loudness-matched to the reference stem by stem (BS.1770, at most ±24 dB), the cloner, and the
-cloner's output loudness-matched, the input and the cloner's output at the target's loudness
-(oracle bounds of a level fix) and the cloner's output raised by 2 and 4 dB, each with its
-song-bootstrap interval against input unchanged, and the mix and stem loudness errors.
-Figures quoted in the README's independent checks.
+song, seed 0) with a cloner (CLONER, a checkpoint or shipped name; default
+:data:`FIRST_DEFAULT`, the model the README's figures are about): mix and stem MSS L/R of
+input unchanged, the input loudness-matched to the reference stem by stem (BS.1770, at most
+±24 dB), the cloner, and the cloner's output loudness-matched, the input and the cloner's
+output at the target's loudness (oracle bounds of a level fix) and the cloner's output raised
+by 2 and 4 dB, each with its song-bootstrap interval against input unchanged, and the mix and
+stem loudness errors. Figures quoted in the README's independent checks.
 """
 
 from __future__ import annotations
@@ -32,16 +33,25 @@ def match_loudness(y: torch.Tensor, r: torch.Tensor, fs: int, limit: float = 24.
     return y * (10 ** (d / 20)).float()[:, None, None]
 
 
-def probe_args(argv: list[str], doc: str | None) -> tuple[str, str]:
-    """``(split, library)`` from a probe's arguments ``SPLIT pedalboard|fxdsp`` (else its usage)."""
-    if len(argv) != 2 or argv[1] not in ("pedalboard", "fxdsp"):
+#: The first shipped cloner (1400 steps on the reference chain), whose gap on pedalboard's
+#: styles these probes studied; the shipped ``"default"`` is now its fine-tune on a second
+#: effects design (``checkpoints/cloner-dasp/``).
+FIRST_DEFAULT = "checkpoints/cloner-default/last.pt"
+
+
+def probe_args(argv: list[str], doc: str | None) -> tuple[str, str, str]:
+    """``(split, library, cloner)`` from a probe's arguments ``SPLIT pedalboard|fxdsp
+    [CLONER]`` (else its usage)."""
+    if len(argv) not in (2, 3) or argv[1] not in ("pedalboard", "fxdsp"):
         raise SystemExit(doc)
-    return argv[0], argv[1]
+    return argv[0], argv[1], argv[2] if len(argv) == 3 else FIRST_DEFAULT
 
 
-def shipped_cloner() -> ev.Method:
-    """The shipped cloner as an evaluation method, conditioned by its own encoder."""
-    return ev.cloner_method(cloner.load("default"), load_encoder_for(read_info("default"), None))
+def probed_cloner(name_or_path: str = FIRST_DEFAULT) -> ev.Method:
+    """A cloner as an evaluation method, conditioned by its own encoder."""
+    return ev.cloner_method(
+        cloner.load(name_or_path), load_encoder_for(read_info(name_or_path), None)
+    )
 
 
 def probe_items(split: str, lib: str) -> ev.TransferItems:
@@ -64,9 +74,9 @@ def _cell(stats: dict) -> str:
 
 
 def main(argv: list[str]) -> None:
-    split, lib = probe_args(argv, __doc__)
+    split, lib, path = probe_args(argv, __doc__)
     items = probe_items(split, lib)
-    run = shipped_cloner()
+    run = probed_cloner(path)
     cache: dict[str, torch.Tensor] = {}
 
     def cloned(x: torch.Tensor, r: torch.Tensor, stem: str, fs: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ The items of ``mixfx eval-transfer --split SPLIT --style-library pedalboard`` (6
 and the others at their neutral values: ``eq`` (the three filters), ``compressor``,
 ``stereo`` (width and balance), ``reverb``, ``gain``, and ``all`` (the full style, as in the
 evaluation). For each group: mix MSS L/R of input unchanged and of each cloner (the shipped
-one, then every CLONER checkpoint given), with the song-bootstrap interval of the change
+one, then every CLONER checkpoint or name given), with the song-bootstrap interval of the change
 against input unchanged, and the mix loudness error. Figures quoted in the README's
 independent checks.
 """
@@ -18,10 +18,8 @@ import sys
 
 import torch
 
-import cloner
 from cloner import evaluation as ev
-from cloner.api import load_encoder_for, read_info
-from experiments.probe_level_match import _cell, shipped_cloner
+from experiments.probe_level_match import _cell, probed_cloner
 from fxencoder import pedalboard_styles as ps
 from fxencoder.evaluation import load_segments
 
@@ -60,11 +58,9 @@ def main(argv: list[str]) -> None:
     split, paths = argv[0], argv[1:]
     segments = load_segments("data/corpus", split, seconds=6.0, sample_rate=44100, seed=0,
                              fxnorm=True)  # fmt: skip
-    methods = {"cloner (shipped)": shipped_cloner()}
+    methods = {"cloner (shipped)": probed_cloner("default")}
     for path in paths:
-        methods[f"cloner {path}"] = ev.cloner_method(
-            cloner.load(path), load_encoder_for(read_info(path), None)
-        )
+        methods[f"cloner {path}"] = probed_cloner(path)
     for group in ("all", *NEUTRAL):
         items = items_with_only(segments, group)
         res = ev.evaluate(items, methods, encoder=None, n_boot=1000, seed=0)
