@@ -453,6 +453,10 @@ class ClonerTrainer(ConditionedTrainer):
         self._setup(config, dataset, device, encoder, MixFXCloner)
         if config.init_from is not None:
             self._init_weights(config.init_from)
+        if config.dasp_fraction > 0:
+            from fxdata.dasp_chain import require_dasp
+
+            require_dasp()  # at the start, not at the first dasp step
         self.criterion = MultiScaleSpectralLoss(
             config.fft_sizes, lr_weight=config.mss_lr_weight, ms_weight=config.mss_ms_weight
         ) if config.mss_lr_weight + config.mss_ms_weight > 0 else None  # fmt: skip

@@ -8,8 +8,7 @@ and the others at their neutral values: ``eq`` (the three filters), ``compressor
 ``stereo`` (width and balance), ``reverb``, ``gain``, and ``all`` (the full style, as in the
 evaluation). For each group: mix MSS L/R of input unchanged and of each cloner (the shipped
 one, then every CLONER checkpoint or name given), with the song-bootstrap interval of the change
-against input unchanged, and the mix loudness error. Figures quoted in the README's
-independent checks.
+against input unchanged, and the mix loudness error.
 """
 
 from __future__ import annotations

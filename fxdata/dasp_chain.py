@@ -21,9 +21,11 @@ item and effect; an effect that is off is skipped, not set neutral):
 4. ``pan``: a linear balance law written here, ``L × min(1, 1 − p)``, ``R × min(1, 1 + p)``;
 5. ``reverb``: a noise-shaped reverb after dasp's design, written here to run by FFT: per
    channel, white noise split into ten octave bands (31.5 Hz … 16 kHz, cos² crossovers on a
-   log-frequency axis that sum to one), each band under an exponential decay to −60 dB at its
-   own T60 (``t60 · (f / 1 kHz) ** -tilt``, seconds) and a random band gain, the impulse
-   response scaled to unit energy per channel; ``(1 − mix) · x + mix · (x ∗ h)``;
+   log-frequency axis that sum to one), each band under an exponential decay that reaches
+   −60 dB at its own T60 (``t60 · (f / 1 kHz) ** -tilt``, seconds) and a random band gain
+   (±3 dB), the impulse response cut at 2 s and scaled to unit energy per channel;
+   ``(1 − mix) · x + mix · (x ∗ h)``. The cut is part of the design: a band whose T60 is over
+   2 s (the low bands of long, tilted draws) stops there before reaching −60 dB;
 6. ``gain``: :func:`dasp_pytorch.functional.gain`.
 
 The output level is not matched to the input's: the gain, the compressor's make-up and the
@@ -47,7 +49,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["EFFECTS", "RANGES", "DaspChainParams", "apply_dasp_chain", "sample_dasp_params"]
+__all__ = [
+    "EFFECTS",
+    "RANGES",
+    "DaspChainParams",
+    "apply_dasp_chain",
+    "require_dasp",
+    "sample_dasp_params",
+]
 
 #: The chain's effects, in processing order.
 EFFECTS: tuple[str, ...] = ("eq", "compressor", "width", "pan", "reverb", "gain")
@@ -90,7 +99,8 @@ _BAND_GAIN_DB = 3.0  # each reverb band's gain is drawn within ±3 dB
 _IR_SECONDS = 2.0
 
 
-def _dasp() -> Any:
+def require_dasp() -> Any:
+    """``dasp_pytorch.functional``, or an ImportError that says how to install it."""
     try:
         import dasp_pytorch.functional as dasp
     except ImportError:
@@ -141,10 +151,12 @@ class DaspChainParams:
 
     def chain(self, i: int) -> list[str]:
         """The effects that are on for item ``i``, in processing order."""
+        i = self._index(i)
         return [e for e in EFFECTS if bool(self.on[e][i])]
 
-    def describe(self, i: int) -> dict[str, dict[str, float]]:
+    def controls(self, i: int) -> dict[str, dict[str, float]]:
         """Item ``i``'s chain as ``{effect: {control: value}}``, effects that are on only."""
+        i = self._index(i)
         out: dict[str, dict[str, float]] = {}
         for effect in self.chain(i):
             out[effect] = {
@@ -153,6 +165,28 @@ class DaspChainParams:
                 if owner == effect
             }
         return out
+
+    def describe(self, i: int | None = None) -> str:
+        """Readable text of item ``i`` (every item if None), like :meth:`fxdsp.FxParams.describe`:
+        the effects that are on, in order, with their controls."""
+        if i is None:
+            return "\n".join(self.describe(k) for k in range(len(self)))
+        i = self._index(i)
+        lines = [f"item {i} (dasp design):"]
+        for effect, values in self.controls(i).items():
+            text = ", ".join(f"{name} {value:.3g}" for name, value in values.items())
+            lines.append(f"  {effect}: {text}")
+        if len(lines) == 1:
+            lines.append("  (every effect off)")
+        return "\n".join(lines)
+
+    def _index(self, i: int) -> int:
+        n = len(self)
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise ValueError(f"an item index must be an integer, got {i!r}")
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for a batch of {n}")
+        return i % n
 
 
 def _band_masks(n_freq: int, n_fft: int, sample_rate: float) -> Tensor:
@@ -197,10 +231,10 @@ def sample_dasp_params(
 
     Args:
         n: number of chains, >= 1.
-        generator: the only source of randomness: the controls, the on/off draws and the
-            reverb's noise, in that order.
-        sample_rate: the audio's rate (Hz), > 0: the reverb's length and the filters depend
-            on it (the EQ's frequencies are clipped below Nyquist).
+        generator: the only source of randomness: the controls, the on/off draws, the reverb's
+            band gains and its noise, in that order.
+        sample_rate: the audio's rate (Hz), >= 8000: the reverb's length and the filters
+            depend on it (the EQ's frequencies are clipped at 0.45 × the rate).
         device: where the returned tensors live.
         probability: each effect's probability of being on, in [0, 1].
 
@@ -256,13 +290,15 @@ def apply_dasp_chain(x: Tensor, params: DaspChainParams) -> Tensor:
     """``x`` ``(n, 2, T)`` through item ``i``'s chain for every ``i`` (see the module).
 
     Effects that are off for an item leave it unchanged at that stage; silence stays silent.
+    The chains are moved to the audio's device.
     """
     if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[1] != 2:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"audio must be a (batch, 2, samples) tensor, got {shape}")
     if x.shape[0] != len(params):
         raise ValueError(f"{x.shape[0]} items of audio for {len(params)} drawn chains")
-    dasp = _dasp()
+    dasp = require_dasp()
+    params = params.to(x.device)
     v, on, sr = params.values, params.on, params.sample_rate
     y = x
     if bool(on["eq"].any()):

@@ -179,8 +179,9 @@ def draw_triplets(
             chain knows and that has segments in at least two tracks).
         design: whose effects make the chain: ``"fxdsp"`` (:func:`fxdsp.sample_params` and the
             :class:`fxdsp.Manipulator`, with ``config`` and ``probabilities``) or ``"dasp"``
-            (:mod:`fxdata.dasp_chain`, a second design at ``config``'s sample rate; ``params``
-            is then a :class:`~fxdata.dasp_chain.DaspChainParams`).
+            (:mod:`fxdata.dasp_chain`, a second design with ranges of its own and no level
+            match, drawn at ``config``'s sample rate, else the dataset's; ``probabilities``
+            must then be None; ``params`` is a :class:`~fxdata.dasp_chain.DaspChainParams`).
 
     Returns:
         The :class:`Triplets`.
@@ -188,13 +189,15 @@ def draw_triplets(
     Raises:
         ValueError: ``n`` < 1, a generator that is not a CPU ``torch.Generator``, a dataset
             that is not in stem mode, no stem with segments in two tracks, or a normalizer that
-            changes the shape, or an unknown ``design``.
+            changes the shape, an unknown ``design``, or ``probabilities`` with the dasp design.
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     n = int(n)
     if design not in DESIGNS:
         raise ValueError(f"design must be one of {list(DESIGNS)}, got {design!r}")
+    if design == "dasp" and probabilities is not None:
+        raise ValueError("effect probabilities are fxdsp's: the dasp design draws its own")
     if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
         raise ValueError(f"generator must be a CPU torch.Generator, got {generator!r}")
     device = torch.device(device)
@@ -239,7 +242,8 @@ def draw_triplets(
     if design == "dasp":
         from fxdata.dasp_chain import apply_dasp_chain, sample_dasp_params
 
-        rate = float(config.sample_rate) if config is not None else 44100.0
+        rate = float(config.sample_rate if config is not None
+                     else getattr(dataset, "sample_rate", 44100.0))  # fmt: skip
         params = sample_dasp_params(n, generator=generator, sample_rate=rate, device=device)
         a2, b2 = apply_dasp_chain(a1, params), apply_dasp_chain(b1, params)
     else:

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 import fxdsp
-from fxdata.dasp_chain import apply_dasp_chain, sample_dasp_params
+from fxdata.dasp_chain import apply_dasp_chain, require_dasp, sample_dasp_params
 from fxdsp.config import ConfigBase, check_number
 from fxdsp.registry import EFFECTS, STEMS
 from fxdsp.space import ParamSpace
@@ -417,6 +417,8 @@ class EncoderTrainer(TrainerBase):
         self.chain = config.chain_config()
         self.premix_chain = config.premix_chain_config() if config.premix > 0 else None
         self.mild_chain = config.mild_chain_config() if config.mild > 0 else None
+        if config.dasp > 0:
+            require_dasp()  # at the start, not at the first dasp step
         self.space = ParamSpace(self.chain)
         self.param_effect = torch.tensor(
             [EFFECTS.index(name.split(".")[0]) for name in self.space.names], dtype=torch.int64
@@ -520,7 +522,7 @@ class EncoderTrainer(TrainerBase):
         contrastive = nt_xent(z, batch["labels"], c.temperature)
         total = contrastive
         logs = {"loss/contrastive": float(contrastive.detach())}
-        if c.aux_weight > 0 and batch["params"] is not None:  # None: the dasp design's step
+        if c.aux_weight > 0 and batch["params"] is not None:
             p: fxdsp.FxParams = batch["params"]
             targets = self.space.to_normalized(p.values).clamp(0, 1)
             aux = aux_param_loss(
@@ -528,6 +530,10 @@ class EncoderTrainer(TrainerBase):
             )
             total = total + c.aux_weight * aux
             logs["loss/aux"] = float(aux.detach())
+        elif c.aux_weight > 0 and self.world > 1:
+            # A dasp step has no fxdsp targets; DistributedDataParallel still expects every
+            # parameter to get a gradient (ranks draw their designs apart).
+            total = total + 0.0 * self.model.predict_params(emb).sum()
         logs["loss/total"] = float(total.detach())
         stats = similarity_stats(z.detach(), batch["labels"], batch["content_ids"])
         logs.update({f"batch/{k}": v for k, v in stats.items()})

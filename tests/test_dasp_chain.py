@@ -108,7 +108,7 @@ def test_compressor_static_curve_on_a_constant_signal(level_db: float) -> None:
     torch.testing.assert_close(gain, torch.full_like(gain, makeup), rtol=0, atol=1e-3)
 
 
-def test_reverb_is_the_mix_of_dry_and_the_drawn_response_and_decays_at_its_t60() -> None:
+def test_reverb_is_the_mix_of_dry_and_the_drawn_response() -> None:
     params = _only("reverb", n=2, t60_s=0.8, tilt=0.0, mix=0.3)
     params.ir = sample_dasp_params(
         2, generator=torch.Generator().manual_seed(3), sample_rate=SR
@@ -142,6 +142,17 @@ def test_reverb_response_decays_by_60_db_in_t60(t60: float) -> None:
     assert -60.0 / slope == pytest.approx(t60, rel=0.1)
 
 
+def test_reverb_response_is_cut_at_two_seconds() -> None:
+    """A long, tilted draw: the low bands' T60 is over 2 s; the response stops at 2 s."""
+    from fxdata.dasp_chain import _reverb_ir
+
+    ir = _reverb_ir(torch.tensor([3.0]), torch.tensor([0.5]), torch.zeros(1, 10),
+                    torch.Generator().manual_seed(1), SR)  # fmt: skip
+    assert ir.shape == (1, 2, 2 * SR)
+    tail = ir[..., -SR // 10 :].square().mean() / ir[..., : SR // 10].square().mean()
+    assert -40.0 < 10 * math.log10(float(tail)) < -5.0  # far from −60 dB: the cut is audible
+
+
 def test_draws_are_seeded_and_items_do_not_interact() -> None:
     a = sample_dasp_params(4, generator=torch.Generator().manual_seed(7), sample_rate=SR)
     b = sample_dasp_params(4, generator=torch.Generator().manual_seed(7), sample_rate=SR)
@@ -160,9 +171,17 @@ def test_draws_are_seeded_and_items_do_not_interact() -> None:
         # FFT rounding differs with the batch size: ~1e-5 of a 0.1-RMS signal's peak.
         torch.testing.assert_close(apply_dasp_chain(x[i : i + 1], one), y[i : i + 1],
                                    rtol=0, atol=2e-5)  # fmt: skip
-    described = a.describe(0)
-    assert list(described) == a.chain(0)
-    assert all(set(v) == {k for k, r in RANGES.items() if r[0] == e} for e, v in described.items())
+    controls = a.controls(0)
+    assert list(controls) == a.chain(0)
+    assert all(set(v) == {k for k, r in RANGES.items() if r[0] == e} for e, v in controls.items())
+    text = a.describe(0)  # readable text, as fxdsp.FxParams.describe
+    assert text.startswith("item 0 (dasp design):")
+    assert all(f"  {effect}:" in text for effect in a.chain(0))
+    assert a.describe().count("item ") == 4
+    with pytest.raises(IndexError, match="out of range"):
+        a.describe(4)
+    with pytest.raises(ValueError, match="integer"):
+        a.chain(0.5)  # type: ignore[arg-type]
 
 
 def test_bad_arguments_are_named() -> None:
@@ -200,3 +219,6 @@ def test_triplets_of_the_dasp_design(tmp_path: Path) -> None:
     assert torch.equal(again.a2, trip.a2) and torch.equal(again.b2, trip.b2)
     with pytest.raises(ValueError, match="design must be one of"):
         draw_triplets(segments, 2, generator=gen, design="pedalboard")
+    with pytest.raises(ValueError, match="probabilities are fxdsp's"):
+        draw_triplets(segments, 2, generator=gen, design="dasp", probabilities={"eq": 1.0})
+    assert trip.records()[0]["chain"] == trip.params.describe(0)

@@ -421,7 +421,7 @@ def test_dasp_steps_render_every_content_through_the_second_designs_chains(data)
     fxdsp.sample_params(3, stems=batch["stem"], generator=replay.gen,
                         probabilities=replay.probabilities(),
                         config=replay.config.chain_config())  # fmt: skip
-    assert float(torch.rand((), generator=replay.gen)) < 1.0
+    torch.rand((), generator=replay.gen)  # the step's design choice (dasp = 1: always dasp)
     drawn = sample_dasp_params(3, generator=replay.gen, sample_rate=SR)
     assert isinstance(drawn, DaspChainParams)
     x = batch["contents"].repeat_interleave(3, dim=0)
@@ -516,11 +516,13 @@ def test_command_line_train_and_resume(data, tmp_path: Path) -> None:
     assert steps == [2, 3]
 
 
-def test_torchrun_two_processes_on_cpu(tmp_path: Path) -> None:
-    """DistributedDataParallel with gloo: two processes train a few steps and agree."""
+@pytest.mark.parametrize("extra", [{}, {"dasp": 1.0, "aux_weight": 0.5}], ids=["fxdsp", "dasp"])
+def test_torchrun_two_processes_on_cpu(tmp_path: Path, extra: dict) -> None:
+    """DistributedDataParallel with gloo: two processes train a few steps and agree (also with
+    the auxiliary head on dasp steps, which have no fxdsp targets for it)."""
     root = _write_tracks(tmp_path / "d" / "train", tracks=3, seconds=2.0).parent
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({**TINY, "steps": 2, "chain": SHORT_CHAIN}))
+    cfg.write_text(json.dumps({**TINY, "steps": 2, "chain": SHORT_CHAIN, **extra}))
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m",
            "experiments.train_fxencoder", "--data", str(root), "--out", str(tmp_path / "run"),
