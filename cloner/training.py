@@ -54,7 +54,13 @@ from cloner.config import ClonerConfig
 from cloner.loss import DEFAULT_FFT_SIZES, MultiScaleSpectralLoss, embedding_loss
 from cloner.model import RMS_FLOOR, MixFXCloner, soft_limit
 from fxdsp.config import ConfigBase, check_number
-from fxencoder.trainer_base import RANK_SEED_STRIDE, TrainerBase, check_schedule, distributed
+from fxencoder.trainer_base import (
+    RANK_SEED_STRIDE,
+    TrainerBase,
+    check_init_from,
+    check_schedule,
+    distributed,
+)
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -214,12 +220,7 @@ class ClonerTrainConfig(TripletRunConfig):
         # Not among the loss weights: it weighs a term only a level-head model has.
         check_number("level_weight", self.level_weight, low=0.0)
         check_number("dasp_fraction", self.dasp_fraction, low=0.0, high=1.0)
-        if self.init_from is not None:
-            if not isinstance(self.init_from, (str, Path)) or not str(self.init_from):
-                raise ValueError(
-                    f"init_from must be a cloner name or checkpoint path, got {self.init_from!r}"
-                )
-            object.__setattr__(self, "init_from", str(self.init_from))
+        check_init_from(self, "a cloner")
 
     def model_config(self) -> ClonerConfig:
         """The cloner's config: the preset, the overrides and the segment length."""

@@ -59,6 +59,17 @@ def lr_schedule(
     return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def check_init_from(config: Any, what: str) -> None:
+    """Validate a frozen config's ``init_from`` (None, or a non-empty name or path, stored as a
+    string); ``what`` names the model in the message ("an encoder", "a cloner")."""
+    value = config.init_from
+    if value is None:
+        return
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise ValueError(f"init_from must be {what} name or checkpoint path, got {value!r}")
+    object.__setattr__(config, "init_from", str(value))
+
+
 def check_schedule(config: Any) -> None:
     """Validate a config's ``warmup_steps``, ``schedule_steps`` and ``cooldown_from``."""
     check_number("warmup_steps", config.warmup_steps, low=0, integer=True)

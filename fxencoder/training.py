@@ -45,7 +45,13 @@ from fxdsp.space import ParamSpace
 from fxencoder.config import FXEncoderConfig
 from fxencoder.loss import aux_param_loss, nt_xent, similarity_stats
 from fxencoder.model import FXEncoder
-from fxencoder.trainer_base import RANK_SEED_STRIDE, TrainerBase, check_schedule, distributed
+from fxencoder.trainer_base import (
+    RANK_SEED_STRIDE,
+    TrainerBase,
+    check_init_from,
+    check_schedule,
+    distributed,
+)
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -195,12 +201,7 @@ class TrainConfig(ConfigBase):
         check_number("premix", self.premix, low=0.0, high=1.0)
         check_number("mild", self.mild, low=0.0, high=1.0)
         check_number("dasp", self.dasp, low=0.0, high=1.0)
-        if self.init_from is not None:
-            if not isinstance(self.init_from, (str, Path)) or not str(self.init_from):
-                raise ValueError(
-                    f"init_from must be an encoder name or file, got {self.init_from!r}"
-                )
-            object.__setattr__(self, "init_from", str(self.init_from))
+        check_init_from(self, "an encoder")
         for name in ("fxnorm", "prob_schedule"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")

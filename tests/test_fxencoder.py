@@ -455,6 +455,9 @@ def test_init_from_starts_from_an_encoders_weights(data, tmp_path: Path) -> None
         EncoderTrainer(_config(init_from=str(tmp_path / "other.pt")), data)
     with pytest.raises(ValueError, match="init_from"):
         EncoderTrainer(_config(init_from=str(tmp_path / "missing.pt")), data)
+    with pytest.raises(ValueError, match="init_from must be an encoder name"):
+        _config(init_from="")
+    assert _config(init_from=tmp_path / "start.pt").init_from == str(tmp_path / "start.pt")
 
 
 def test_training_learns_on_a_tiny_problem(data) -> None:
