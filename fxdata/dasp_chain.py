@@ -49,6 +49,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fxdsp.functional import convolve
+
 __all__ = [
     "EFFECTS",
     "RANGES",
@@ -265,21 +267,7 @@ def sample_dasp_params(
     band_db = 2.0 * torch.rand(n, len(_BAND_CENTRES_HZ), generator=generator) - 1.0
     band_db = band_db * _BAND_GAIN_DB
     ir = _reverb_ir(values["t60_s"], values["tilt"], band_db, generator, float(sample_rate))
-    device = torch.device(device)
-    return DaspChainParams(
-        values={k: v.to(device) for k, v in values.items()},
-        on={k: v.to(device) for k, v in on.items()},
-        ir=ir.to(device),
-        sample_rate=float(sample_rate),
-    )
-
-
-def _fft_convolve(x: Tensor, h: Tensor) -> Tensor:
-    """Linear convolution of ``x`` (n, 2, T) with ``h`` (n, 2, L), cut to T samples."""
-    size = x.shape[-1] + h.shape[-1] - 1
-    n_fft = 1 << (size - 1).bit_length()
-    y = torch.fft.irfft(torch.fft.rfft(x, n=n_fft) * torch.fft.rfft(h, n=n_fft), n=n_fft)
-    return y[..., : x.shape[-1]]
+    return DaspChainParams(values, on, ir, float(sample_rate)).to(device)
 
 
 def _where(on: Tensor, processed: Tensor, x: Tensor) -> Tensor:
@@ -327,7 +315,7 @@ def apply_dasp_chain(x: Tensor, params: DaspChainParams) -> Tensor:
         y = _where(on["pan"], y * gains, y)
     if bool(on["reverb"].any()):
         mix = v["mix"].view(-1, 1, 1)
-        wet = _fft_convolve(y, params.ir.to(y.dtype))
+        wet = convolve(y, params.ir.to(y.dtype))
         y = _where(on["reverb"], (1.0 - mix) * y + mix * wet, y)
     if bool(on["gain"].any()):
         y = _where(on["gain"], dasp.gain(y, sr, v["gain_db"]), y)
