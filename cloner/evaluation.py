@@ -179,13 +179,19 @@ def make_items(
     return TransferItems(inputs, refs, targets, song, ref_song, style, tuple(segments.songs), fs)
 
 
-def make_pedalboard_items(segments: Any, styles: int, *, seed: int = 0) -> TransferItems:
+def make_pedalboard_items(
+    segments: Any, styles: int, *, seed: int = 0, fixed: Mapping[str, float] | None = None
+) -> TransferItems:
     """:func:`make_items` with styles made by another effects library: each style is one
     drawn pedalboard chain per stem type (:func:`fxencoder.pedalboard_styles.draw_styles`,
     ``seed``), the reference songs drawn as :func:`make_items` draws them. A check that a
-    transfer method learned mixing, not fxdsp's chain (needs pedalboard)."""
+    transfer method learned mixing, not fxdsp's chain (needs pedalboard). ``fixed``: controls
+    set to these values in every style (e.g. neutral values that switch effects off)."""
     from fxencoder import pedalboard_styles as ps
 
+    unknown = sorted(set(fixed or {}) - set(ps.RANGES))
+    if unknown:
+        raise ValueError(f"fixed names controls a pedalboard style does not have: {unknown}")
     song, style, ref_song = _item_grid(segments, styles, seed)
     audio, fs = segments.audio, int(segments.sample_rate)
     drawn = ps.draw_styles(styles, seed)
@@ -194,7 +200,7 @@ def make_pedalboard_items(segments: Any, styles: int, *, seed: int = 0) -> Trans
     source = audio.numpy()
     for i in range(len(song)):
         for k, stem in enumerate(STEMS):
-            values = drawn[int(style[i])][stem]
+            values = {**drawn[int(style[i])][stem], **(fixed or {})}
             refs[i, k] = torch.from_numpy(ps.render(source[ref_song[i], k], fs, values))
             targets[i, k] = torch.from_numpy(ps.render(source[song[i], k], fs, values))
     if not (torch.isfinite(refs).all() and torch.isfinite(targets).all()):

@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import sys
 
-import torch
-
 from cloner import evaluation as ev
 from experiments.probe_level_match import _cell, probed_cloner
-from fxencoder import pedalboard_styles as ps
 from fxencoder.evaluation import load_segments
 
 #: Each group's controls and the values that switch it off (pedalboard's identities).
@@ -34,21 +31,8 @@ NEUTRAL: dict[str, dict[str, float]] = {
 
 def items_with_only(segments: object, group: str, styles: int = 4) -> ev.TransferItems:
     """The pedalboard items with only ``group`` on (``"all"``: the full styles)."""
-    song, style, ref_song = ev._item_grid(segments, styles, 0)
-    audio, fs = segments.audio, int(segments.sample_rate)  # type: ignore[attr-defined]
-    drawn = ps.draw_styles(styles, 0)
     off = {k: v for g, values in NEUTRAL.items() if g != group for k, v in values.items()}
-    refs = torch.empty((len(song), *audio.shape[1:]))
-    targets = torch.empty_like(refs)
-    source = audio.numpy()
-    for i in range(len(song)):
-        for k, stem in enumerate(ev.STEMS):
-            values = {**drawn[int(style[i])][stem], **(off if group != "all" else {})}
-            refs[i, k] = torch.from_numpy(ps.render(source[ref_song[i], k], fs, values))
-            targets[i, k] = torch.from_numpy(ps.render(source[song[i], k], fs, values))
-    inputs = audio[torch.from_numpy(song)].clone()
-    return ev.TransferItems(inputs, refs, targets, song, ref_song, style,
-                            tuple(segments.songs), fs)  # type: ignore[attr-defined]  # fmt: skip
+    return ev.make_pedalboard_items(segments, styles, seed=0, fixed=off if group != "all" else None)
 
 
 def main(argv: list[str]) -> None:

@@ -374,6 +374,15 @@ def test_pedalboard_items_are_the_styles_rendered_by_pedalboard(
             ref = ps.render(segments.audio[items.ref_song[i], k].numpy(), SR, values)
             assert np.array_equal(items.targets[i, k].numpy(), target)
             assert np.array_equal(items.references[i, k].numpy(), ref)
+    # fixed controls override every style's draw (here: the gain and reverb switched off).
+    fixed = {"gain_db": 0.0, "wet_level": 0.0}
+    quiet = ev.make_pedalboard_items(segments, 2, seed=5, fixed=fixed)
+    values = {**styles[int(quiet.style[0])][STEMS[1]], **fixed}
+    target = ps.render(segments.audio[quiet.song[0], 1].numpy(), SR, values)
+    assert np.array_equal(quiet.targets[0, 1].numpy(), target)
+    assert not np.array_equal(quiet.targets[0, 1].numpy(), items.targets[0, 1].numpy())
+    with pytest.raises(ValueError, match=r"does not have: \['wet'\]"):
+        ev.make_pedalboard_items(segments, 2, seed=5, fixed={"wet": 0.0})
     out = tmp_path / "out"
     code = main([
         "eval-transfer", "--params", f"tiny={env['ctl']}", "--params-refine", "0", "--data",
