@@ -490,18 +490,18 @@ class EncoderTrainer(TrainerBase):
         if self.premix_chain is not None:
             contents = self.premix(contents, stem_name)
         x = contents.repeat_interleave(c.draws, dim=0)  # item k: content k // D
-        p = fxdsp.FxParams.cat([params] * c.contents).to(self.device)
+        p = None if dasp else fxdsp.FxParams.cat([params] * c.contents).to(self.device)
         labels = torch.arange(c.draws).repeat(c.contents).to(self.device)
         content_ids = torch.arange(c.contents).repeat_interleave(c.draws).to(self.device)
         with torch.no_grad():
-            if drawn is not None:
-                y = apply_dasp_chain(x, drawn.repeat(c.contents).to(self.device))
+            if p is None:
+                y = apply_dasp_chain(x, drawn.repeat(c.contents))
             else:
                 y = fxdsp.Manipulator(p)(x)
         views = _crop(y, self.gen, c.crop_min)
         return {
             "views": views, "labels": labels, "content_ids": content_ids,
-            "params": None if dasp else p, "stem": stem, "rows": rows, "contents": contents,
+            "params": p, "stem": stem, "rows": rows, "contents": contents,
             "mild": mild, "dasp": dasp,
         }  # fmt: skip
 
