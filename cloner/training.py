@@ -171,6 +171,10 @@ class ClonerTrainConfig(TripletRunConfig):
             design, :mod:`fxdata.dasp_chain` (dasp-pytorch's EQ and compressor, a
             noise-shaped reverb; levels not matched), instead of fxdsp's ``chain`` (0: never,
             the reference's setting; drawn once per step from the run's generator).
+        house_fraction: the probability that a step's chains come from the third design,
+            :mod:`fxdata.house_chain` (a look-ahead RMS compressor, a free-form zero-phase
+            EQ, a width with mono bass, a feedback-delay-network reverb; written here), from
+            the same per-step draw (``dasp_fraction + house_fraction`` <= 1).
         grad_clip: gradient-norm clip.
         seed: the seed of every random choice (and of the initial weights).
         checkpoint_every: steps between checkpoints (one is written at the end too).
@@ -207,6 +211,7 @@ class ClonerTrainConfig(TripletRunConfig):
     init_from: str | None = None
     level_weight: float = 0.1
     dasp_fraction: float = 0.0
+    house_fraction: float = 0.0
 
     _loss_weights: ClassVar[tuple[str, ...]] = (
         "mss_lr_weight",
@@ -220,6 +225,12 @@ class ClonerTrainConfig(TripletRunConfig):
         # Not among the loss weights: it weighs a term only a level-head model has.
         check_number("level_weight", self.level_weight, low=0.0)
         check_number("dasp_fraction", self.dasp_fraction, low=0.0, high=1.0)
+        check_number("house_fraction", self.house_fraction, low=0.0, high=1.0)
+        if self.dasp_fraction + self.house_fraction > 1.0:
+            raise ValueError(
+                f"dasp_fraction + house_fraction must be at most 1, got {self.dasp_fraction} + "
+                f"{self.house_fraction}"
+            )
         check_init_from(self, "a cloner")
 
     def model_config(self) -> ClonerConfig:
@@ -496,8 +507,12 @@ class ClonerTrainer(ConditionedTrainer):
 
         c = self.config
         design = "fxdsp"
-        if c.dasp_fraction > 0 and float(torch.rand((), generator=self.gen)) < c.dasp_fraction:
-            design = "dasp"
+        if c.dasp_fraction + c.house_fraction > 0:  # one draw per step picks the design
+            u = float(torch.rand((), generator=self.gen))
+            if u < c.dasp_fraction:
+                design = "dasp"
+            elif u < c.dasp_fraction + c.house_fraction:
+                design = "house"
         trip = draw_triplets(
             self.dataset, c.batch_size, generator=self.gen, device=self.device,
             normalizer=self._normalizer if c.fxnorm else None, config=self.chain, design=design,
@@ -610,6 +625,8 @@ class ClonerTrainer(ConditionedTrainer):
                 logs["loss/relative_at_target_level"] = float(spectral) / base
         if self.config.dasp_fraction > 0:  # which design made the step's chains
             logs["batch/dasp"] = float(batch.get("design") == "dasp")
+        if self.config.house_fraction > 0:
+            logs["batch/house"] = float(batch.get("design") == "house")
         if keep_examples:
             self._keep_examples(batch, y if output is None else output.detach())
         done = time.perf_counter()

@@ -43,12 +43,12 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from fxdata.drawn_chain import DrawnChain, check_draw_arguments, draw_controls, where_on
 from fxdsp.functional import convolve
 
 __all__ = [
@@ -113,82 +113,14 @@ def require_dasp() -> Any:
     return dasp
 
 
-@dataclass
-class DaspChainParams:
-    """One drawn chain per item (see the module).
+class DaspChainParams(DrawnChain):
+    """One drawn chain per item (see the module and :class:`fxdata.drawn_chain.DrawnChain`):
+    ``values``, ``on``, ``ir`` (the reverb's responses, drawn with the chain so that two
+    contents get the same reverb) and ``sample_rate``."""
 
-    Attributes:
-        values: control name → ``(n,)`` float32 tensor in the units of :data:`RANGES`.
-        on: effect name → ``(n,)`` bool tensor.
-        ir: the reverb's impulse responses, ``(n, 2, L)`` (unit energy per channel), drawn
-            with the chain so that two contents get the same reverb.
-        sample_rate: the rate the chain was drawn for (Hz).
-    """
-
-    values: dict[str, Tensor]
-    on: dict[str, Tensor]
-    ir: Tensor
-    sample_rate: float
-
-    def __len__(self) -> int:
-        return int(self.ir.shape[0])
-
-    def repeat(self, k: int) -> DaspChainParams:
-        """The ``n`` chains tiled ``k`` times: item ``j`` of the result is item ``j % n``."""
-        return DaspChainParams(
-            values={name: v.repeat(k) for name, v in self.values.items()},
-            on={name: v.repeat(k) for name, v in self.on.items()},
-            ir=self.ir.repeat(k, 1, 1),
-            sample_rate=self.sample_rate,
-        )
-
-    def to(self, device: torch.device | str) -> DaspChainParams:
-        """The same chains with their tensors on ``device``."""
-        return DaspChainParams(
-            values={name: v.to(device) for name, v in self.values.items()},
-            on={name: v.to(device) for name, v in self.on.items()},
-            ir=self.ir.to(device),
-            sample_rate=self.sample_rate,
-        )
-
-    def chain(self, i: int) -> list[str]:
-        """The effects that are on for item ``i``, in processing order."""
-        i = self._index(i)
-        return [e for e in EFFECTS if bool(self.on[e][i])]
-
-    def controls(self, i: int) -> dict[str, dict[str, float]]:
-        """Item ``i``'s chain as ``{effect: {control: value}}``, effects that are on only."""
-        i = self._index(i)
-        out: dict[str, dict[str, float]] = {}
-        for effect in self.chain(i):
-            out[effect] = {
-                name: float(self.values[name][i])
-                for name, (owner, *_rest) in RANGES.items()
-                if owner == effect
-            }
-        return out
-
-    def describe(self, i: int | None = None) -> str:
-        """Readable text of item ``i`` (every item if None), like :meth:`fxdsp.FxParams.describe`:
-        the effects that are on, in order, with their controls."""
-        if i is None:
-            return "\n".join(self.describe(k) for k in range(len(self)))
-        i = self._index(i)
-        lines = [f"item {i} (dasp design):"]
-        for effect, values in self.controls(i).items():
-            text = ", ".join(f"{name} {value:.3g}" for name, value in values.items())
-            lines.append(f"  {effect}: {text}")
-        if len(lines) == 1:
-            lines.append("  (every effect off)")
-        return "\n".join(lines)
-
-    def _index(self, i: int) -> int:
-        n = len(self)
-        if isinstance(i, bool) or not isinstance(i, int):
-            raise ValueError(f"an item index must be an integer, got {i!r}")
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for a batch of {n}")
-        return i % n
+    DESIGN = "dasp"
+    EFFECTS = EFFECTS
+    RANGES = RANGES
 
 
 def _band_masks(n_freq: int, n_fft: int, sample_rate: float) -> Tensor:
@@ -243,35 +175,13 @@ def sample_dasp_params(
     Returns:
         The :class:`DaspChainParams`.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
-        raise ValueError(f"generator must be a CPU torch.Generator, got {generator!r}")
-    if not (isinstance(sample_rate, int | float) and math.isfinite(sample_rate)
-            and sample_rate >= 8000):  # fmt: skip
-        raise ValueError(f"sample_rate must be a rate of at least 8000 Hz, got {sample_rate!r}")
-    if not (isinstance(probability, int | float) and 0.0 <= probability <= 1.0):
-        raise ValueError(f"probability must be in [0, 1], got {probability!r}")
-    nyquist = 0.45 * float(sample_rate)
-    values: dict[str, Tensor] = {}
-    for name, (_effect, low, high, log) in RANGES.items():
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
-        if log:
-            v = torch.exp(math.log(low) + u * (math.log(high) - math.log(low)))
-        else:
-            v = low + u * (high - low)
-        if name.endswith("_hz"):
-            v = v.clamp(max=nyquist)
-        values[name] = v.float()
+    check_draw_arguments(n, generator, sample_rate, probability)
+    values = draw_controls(RANGES, n, generator, float(sample_rate))
     on = {e: torch.rand(n, generator=generator) < probability for e in EFFECTS}
     band_db = 2.0 * torch.rand(n, len(_BAND_CENTRES_HZ), generator=generator) - 1.0
     band_db = band_db * _BAND_GAIN_DB
     ir = _reverb_ir(values["t60_s"], values["tilt"], band_db, generator, float(sample_rate))
     return DaspChainParams(values, on, ir, float(sample_rate)).to(device)
-
-
-def _where(on: Tensor, processed: Tensor, x: Tensor) -> Tensor:
-    return torch.where(on[:, None, None], processed, x)
 
 
 def apply_dasp_chain(x: Tensor, params: DaspChainParams) -> Tensor:
@@ -299,24 +209,24 @@ def apply_dasp_chain(x: Tensor, params: DaspChainParams) -> Tensor:
             v["band3_db"], v["band3_hz"], v["band3_q"],
             v["high_shelf_db"], v["high_shelf_hz"], v["high_shelf_q"],
         )  # fmt: skip
-        y = _where(on["eq"], eq, y)
+        y = where_on(on["eq"], eq, y)
     if bool(on["compressor"].any()):
         comp = dasp.compressor(
             y, sr, v["threshold_db"], v["ratio"], v["attack_ms"],
             v["attack_ms"],  # dasp's release argument, which it does not use (see the module)
             v["knee_db"], v["makeup_db"],
         )  # fmt: skip
-        y = _where(on["compressor"], comp, y)
+        y = where_on(on["compressor"], comp, y)
     if bool(on["width"].any()):
-        y = _where(on["width"], dasp.stereo_widener(y, sr, v["width"].view(-1, 1)), y)
+        y = where_on(on["width"], dasp.stereo_widener(y, sr, v["width"].view(-1, 1)), y)
     if bool(on["pan"].any()):
         p = v["pan"].view(-1, 1)
         gains = torch.stack([(1.0 - p).clamp(max=1.0), (1.0 + p).clamp(max=1.0)], dim=1)
-        y = _where(on["pan"], y * gains, y)
+        y = where_on(on["pan"], y * gains, y)
     if bool(on["reverb"].any()):
         mix = v["mix"].view(-1, 1, 1)
         wet = convolve(y, params.ir.to(y.dtype))
-        y = _where(on["reverb"], (1.0 - mix) * y + mix * wet, y)
+        y = where_on(on["reverb"], (1.0 - mix) * y + mix * wet, y)
     if bool(on["gain"].any()):
-        y = _where(on["gain"], dasp.gain(y, sr, v["gain_db"]), y)
+        y = where_on(on["gain"], dasp.gain(y, sr, v["gain_db"]), y)
     return y

@@ -41,7 +41,7 @@ from fxdsp.registry import STEMS
 __all__ = ["DESIGNS", "SegmentSource", "Triplets", "draw_triplets"]
 
 #: The effect designs a triplet's chain can come from (:func:`draw_triplets`' ``design``).
-DESIGNS: tuple[str, ...] = ("fxdsp", "dasp")
+DESIGNS: tuple[str, ...] = ("fxdsp", "dasp", "house")
 
 
 class SegmentSource(Protocol):
@@ -68,7 +68,8 @@ class Triplets:
         b1: B's segment, normalized like ``a1``.
         b2: ``Manipulator(params)(b1)``: the reference.
         params: the chain drawn for each item (:class:`fxdsp.FxParams`, or
-            :class:`fxdata.dasp_chain.DaspChainParams` for the ``"dasp"`` design; on the device).
+            a :class:`fxdata.drawn_chain.DrawnChain` for the ``"dasp"`` and ``"house"``
+            designs; on the device).
         stems: the stem name of each item (A and B share it).
         track_a, track_b: track names of A and B (always different).
         offset_a, offset_b: segment offsets in samples into those tracks.
@@ -178,10 +179,11 @@ def draw_triplets(
         stems: restrict to these stem types (default: every stem of the dataset that fxdsp's
             chain knows and that has segments in at least two tracks).
         design: whose effects make the chain: ``"fxdsp"`` (:func:`fxdsp.sample_params` and the
-            :class:`fxdsp.Manipulator`, with ``config`` and ``probabilities``) or ``"dasp"``
-            (:mod:`fxdata.dasp_chain`, a second design with ranges of its own and no level
-            match, drawn at ``config``'s sample rate, else the dataset's; ``probabilities``
-            must then be None; ``params`` is a :class:`~fxdata.dasp_chain.DaspChainParams`).
+            :class:`fxdsp.Manipulator`, with ``config`` and ``probabilities``), ``"dasp"``
+            (:mod:`fxdata.dasp_chain`) or ``"house"`` (:mod:`fxdata.house_chain`): other
+            designs with ranges of their own and no level match, drawn at ``config``'s
+            sample rate, else the dataset's; ``probabilities`` must then be None; ``params``
+            is their :class:`~fxdata.drawn_chain.DrawnChain`.
 
     Returns:
         The :class:`Triplets`.
@@ -189,15 +191,16 @@ def draw_triplets(
     Raises:
         ValueError: ``n`` < 1, a generator that is not a CPU ``torch.Generator``, a dataset
             that is not in stem mode, no stem with segments in two tracks, or a normalizer that
-            changes the shape, an unknown ``design``, or ``probabilities`` with the dasp design.
+            changes the shape, an unknown ``design``, or ``probabilities`` with a design other
+            than fxdsp's.
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     n = int(n)
     if design not in DESIGNS:
         raise ValueError(f"design must be one of {list(DESIGNS)}, got {design!r}")
-    if design == "dasp" and probabilities is not None:
-        raise ValueError("effect probabilities are fxdsp's: the dasp design draws its own")
+    if design != "fxdsp" and probabilities is not None:
+        raise ValueError(f"effect probabilities are fxdsp's: the {design} design draws its own")
     if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
         raise ValueError(f"generator must be a CPU torch.Generator, got {generator!r}")
     device = torch.device(device)
@@ -239,13 +242,18 @@ def draw_triplets(
 
     # 2. The chain: one draw for both contents.
     params: Any
-    if design == "dasp":
-        from fxdata.dasp_chain import apply_dasp_chain, sample_dasp_params
+    if design != "fxdsp":
+        if design == "dasp":
+            from fxdata.dasp_chain import apply_dasp_chain as apply
+            from fxdata.dasp_chain import sample_dasp_params as sample
+        else:
+            from fxdata.house_chain import apply_house_chain as apply  # type: ignore[assignment]
+            from fxdata.house_chain import sample_house_params as sample  # type: ignore[assignment]
 
         rate = float(config.sample_rate if config is not None
                      else getattr(dataset, "sample_rate", 44100.0))  # fmt: skip
-        params = sample_dasp_params(n, generator=generator, sample_rate=rate, device=device)
-        a2, b2 = apply_dasp_chain(a1, params), apply_dasp_chain(b1, params)
+        params = sample(n, generator=generator, sample_rate=rate, device=device)
+        a2, b2 = apply(a1, params), apply(b1, params)
     else:
         params = fxdsp.sample_params(
             n,

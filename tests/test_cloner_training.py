@@ -94,6 +94,8 @@ def test_config_validates_and_round_trips(encoder_path: Path, tmp_path: Path) ->
         ({"fxnorm": 1}, "fxnorm"),
         ({"lr_weight": 1.0}, "unknown ClonerTrainConfig field"),
         ({"dasp_fraction": 1.5}, "dasp_fraction"),
+        ({"house_fraction": -0.1}, "house_fraction"),
+        ({"dasp_fraction": 0.6, "house_fraction": 0.5}, "at most 1"),
     ]:
         with pytest.raises(ValueError, match=match):
             _config(encoder_path, **bad)
@@ -163,6 +165,24 @@ def test_dasp_fraction_draws_whole_steps_from_the_second_design(data, encoder_pa
     never = ClonerTrainer(_config(encoder_path), data)
     assert isinstance(never.make_batch()["triplets"].params, fxdsp.FxParams)
     assert "batch/dasp" not in never.step()
+
+
+def test_house_fraction_shares_the_step_draw_with_dasp(data, encoder_path: Path) -> None:
+    from fxdata.dasp_chain import DaspChainParams
+    from fxdata.house_chain import HouseChainParams, apply_house_chain
+
+    always = ClonerTrainer(_config(encoder_path, house_fraction=1.0), data)
+    batch = always.make_batch()
+    trip = batch["triplets"]
+    assert isinstance(trip.params, HouseChainParams)
+    torch.testing.assert_close(apply_house_chain(trip.a1, trip.params), batch["target"],
+                               rtol=0, atol=0)  # fmt: skip
+    mixed = ClonerTrainer(_config(encoder_path, dasp_fraction=0.4, house_fraction=0.4, seed=3),
+                          data)  # fmt: skip
+    kinds = [type(mixed.make_batch()["triplets"].params) for _ in range(15)]
+    assert {DaspChainParams, HouseChainParams, fxdsp.FxParams} == set(kinds)
+    logs = always.step()
+    assert logs["batch/house"] == 1.0 and "batch/dasp" not in logs
 
 
 def test_level_segments_per_item_targets() -> None:
