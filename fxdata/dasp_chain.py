@@ -1,7 +1,8 @@
 """A second effects design for training triplets, built on dasp-pytorch's processors.
 
-fxdsp's reference chain is one design of each effect (RBJ biquads, a feed-forward RMS
-compressor with attack and release, Freeverb, a level match after each processor). A model
+fxdsp's reference chain is one design of each effect (RBJ biquads, a feed-forward peak
+compressor with attack and release, a band-wise decaying-noise reverb, a level match after
+each processor). A model
 trained only on it learns that design as much as the style. This chain draws its styles from
 other implementations with ranges of its own, so that a training run can mix the two
 (``ClonerTrainConfig.dasp_fraction``); pedalboard (:mod:`fxencoder.pedalboard_styles`) stays

@@ -1,11 +1,11 @@
 """A third effects design for training triplets, written here without an effects library.
 
-fxdsp's reference chain (RBJ biquads, a recursive RMS compressor, Freeverb, levels matched)
-and dasp's (:mod:`fxdata.dasp_chain`: frequency-sampled biquads, an instantaneous peak
-compressor, a noise-shaped reverb) are two designs of each effect. This one is a third, of
-other families again, so that a model trained on a mixture of designs learns the style rather
-than a design; pedalboard (:mod:`fxencoder.pedalboard_styles`) stays unseen, as the
-independent check.
+fxdsp's reference chain (RBJ biquads, a recursive peak compressor, a band-wise
+decaying-noise reverb, levels matched) and dasp's (:mod:`fxdata.dasp_chain`: frequency-sampled
+biquads, an instantaneous peak compressor, a noise-shaped reverb) are two designs of each
+effect, and neither reverb is algorithmic. This one is a third, of other families again, so
+that a model trained on a mixture of designs learns the style rather than a design; pedalboard
+(:mod:`fxencoder.pedalboard_styles`) stays unseen, as the independent check.
 
 The chain, in this order, each effect on with probability ``probability`` (independently per
 item and effect; an effect that is off is skipped):
