@@ -1,6 +1,7 @@
 """Which of pedalboard's effects does a cloner render worst?
 
-    python -m experiments.probe_pedalboard_effects SPLIT [CLONER ...]
+    python -m experiments.probe_pedalboard_effects SPLIT [CLONER ...] [--groups eq,reverb]
+                                                   [--no-shipped]
 
 The items of ``mixfx eval-transfer --split SPLIT --style-library pedalboard`` (6-s segments of
 ``data/corpus``, 4 styles per song, seed 0), but with one group of the style's effects left on
@@ -8,11 +9,13 @@ and the others at their neutral values: ``eq`` (the three filters), ``compressor
 ``stereo`` (width and balance), ``reverb``, ``gain``, and ``all`` (the full style, as in the
 evaluation). For each group: mix MSS L/R of input unchanged and of each cloner (the shipped
 one, then every CLONER checkpoint or name given), with the song-bootstrap interval of the change
-against input unchanged, and the mix loudness error.
+against input unchanged, and the mix loudness error. ``--groups`` runs only these groups,
+``--no-shipped`` leaves the shipped cloner out.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from cloner import evaluation as ev
@@ -36,20 +39,30 @@ def items_with_only(segments: object, group: str, styles: int = 4) -> ev.Transfe
 
 
 def main(argv: list[str]) -> None:
-    if not argv:
-        raise SystemExit(__doc__)
-    split, paths = argv[0], argv[1:]
-    segments = load_segments("data/corpus", split, seconds=6.0, sample_rate=44100, seed=0,
-                             fxnorm=True)  # fmt: skip
-    methods = {"cloner (shipped)": probed_cloner("default")}
-    for path in paths:
+    parser = argparse.ArgumentParser(usage=__doc__)
+    parser.add_argument("split")
+    parser.add_argument("cloners", nargs="*")
+    parser.add_argument("--groups", default=",".join(("all", *NEUTRAL)))
+    parser.add_argument("--no-shipped", action="store_true")
+    args = parser.parse_args(argv)
+    groups = args.groups.split(",")
+    unknown = sorted(set(groups) - {"all", *NEUTRAL})
+    if unknown:
+        raise SystemExit(f"unknown groups {unknown}; the groups are all, {', '.join(NEUTRAL)}")
+    methods = {} if args.no_shipped else {"cloner (shipped)": probed_cloner("default")}
+    for path in args.cloners:
         methods[f"cloner {path}"] = probed_cloner(path)
-    for group in ("all", *NEUTRAL):
+    if not methods:
+        raise SystemExit("nothing to probe: give a CLONER or leave out --no-shipped")
+    segments = load_segments("data/corpus", args.split, seconds=6.0, sample_rate=44100, seed=0,
+                             fxnorm=True)  # fmt: skip
+    for group in groups:
         items = items_with_only(segments, group)
         res = ev.evaluate(items, methods, encoder=None, n_boot=1000, seed=0)
         for name, m in res["methods"].items():
-            print(f"{split} only {group}: {name}: mix {_cell(m['mix']['mss_lr'])}; loudness "
-                  f"error mix {m['mix']['loudness_lu']['mean']:.2f} LU", flush=True)  # fmt: skip
+            print(f"{args.split} only {group}: {name}: mix {_cell(m['mix']['mss_lr'])}; "
+                  f"loudness error mix {m['mix']['loudness_lu']['mean']:.2f} LU",
+                  flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
