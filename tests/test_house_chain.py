@@ -1,46 +1,29 @@
 """fxdata.house_chain: the third effects design for triplets. Each stage against a closed form
-written here, a plain float64 loop or scipy; the reverb's decay measured; seeded draws."""
+written here, a plain float64 loop or scipy; the reverb's decay measured (the checks every
+design shares are in test_drawn_chain.py)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.signal
-import soundfile as sf
 import torch
+from designs import noise, only
 
-from fxdata.datasets import MultitrackDataset, SegmentDataset
+from fxdata.drawn_chain import DrawnChain
 from fxdata.house_chain import (
-    EFFECTS,
     EQ_CENTRES_HZ,
-    RANGES,
-    HouseChainParams,
     apply_house_chain,
     sample_house_params,
 )
-from fxdata.triplets import draw_triplets
-from fxdsp.registry import STEMS
 
 SR = 44100
 
 
-def _only(effect: str | None, n: int = 1, seed: int = 0, **values: float) -> HouseChainParams:
-    """A drawn chain with only ``effect`` on and some of its controls set."""
-    params = sample_house_params(n, generator=torch.Generator().manual_seed(seed), sample_rate=SR)
-    for name in EFFECTS:
-        params.on[name] = torch.full((n,), name == effect)
-    for name, value in values.items():
-        assert name in RANGES, name
-        params.values[name] = torch.full((n,), float(value))
-    return params
-
-
-def _noise(n: int = 1, seconds: float = 0.5, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return 0.1 * torch.randn(n, 2, round(seconds * SR), generator=gen)
+def _only(effect: str | None, n: int = 1, seed: int = 0, **values: float) -> DrawnChain:
+    return only(sample_house_params, effect, n, seed, **values)
 
 
 def _sine(freq: float, seconds: float = 1.0, channels: tuple[float, float] = (1.0, 1.0)):
@@ -55,19 +38,8 @@ def _mid_rms(x: torch.Tensor) -> float:
     return float(x[..., n // 4 : 3 * n // 4].double().square().mean().sqrt())
 
 
-def test_every_effect_off_is_the_identity_and_silence_stays_silent() -> None:
-    x = _noise(3)
-    torch.testing.assert_close(apply_house_chain(x, _only(None, 3)), x, rtol=0, atol=0)
-    full = sample_house_params(3, generator=torch.Generator().manual_seed(1), probability=1.0)
-    assert all(bool(full.on[e].all()) for e in EFFECTS)
-    y = apply_house_chain(torch.zeros(3, 2, SR // 2), full)
-    assert torch.isfinite(y).all() and float(y.abs().max()) < 1e-6
-    loud = apply_house_chain(10.0 * x, full)
-    assert torch.isfinite(loud).all()
-
-
 def test_gain_and_pan_closed_forms() -> None:
-    x = _noise()
+    x = noise()
     y = apply_house_chain(x, _only("gain", gain_db=-6.0))
     torch.testing.assert_close(y, x * 10 ** (-6.0 / 20), rtol=1e-6, atol=1e-7)
     for p in (0.5, -0.3):  # −4.5 dB law, unity at the centre
@@ -252,67 +224,10 @@ def test_reverb_is_dry_plus_wet_response_and_predelayed() -> None:
     base = round(29.7e-3 * float(params.values["size"][0]) * SR)  # the shortest line
     assert first == round(20e-3 * SR) + base
     torch.testing.assert_close(params.ir.square().sum(-1), torch.ones(2, 2), rtol=1e-4, atol=0)
-    x = _noise(2, seconds=0.4)
+    x = noise(2, seconds=0.4)
     y = apply_house_chain(x, params).double().numpy()
     xd, h = x.double().numpy(), params.ir.double().numpy()
     for i in range(2):
         for c in range(2):
             wet = scipy.signal.fftconvolve(xd[i, c], h[i, c])[: xd.shape[-1]]
             np.testing.assert_allclose(y[i, c], xd[i, c] + 0.3 * wet, atol=1e-5)
-
-
-def test_draws_are_seeded_and_items_do_not_interact() -> None:
-    a = sample_house_params(4, generator=torch.Generator().manual_seed(7), sample_rate=SR)
-    b = sample_house_params(4, generator=torch.Generator().manual_seed(7), sample_rate=SR)
-    assert all(torch.equal(a.values[k], b.values[k]) for k in RANGES)
-    assert all(torch.equal(a.on[k], b.on[k]) for k in EFFECTS) and torch.equal(a.ir, b.ir)
-    for name, (_effect, low, high, _log) in RANGES.items():
-        assert float(a.values[name].min()) >= low and float(a.values[name].max()) <= high, name
-    x = _noise(4, seconds=0.3)
-    y = apply_house_chain(x, a)
-    for i in range(4):
-        one = HouseChainParams(
-            values={k: v[i : i + 1] for k, v in a.values.items()},
-            on={k: v[i : i + 1] for k, v in a.on.items()},
-            ir=a.ir[i : i + 1], sample_rate=a.sample_rate,
-        )  # fmt: skip
-        torch.testing.assert_close(apply_house_chain(x[i : i + 1], one), y[i : i + 1],
-                                   rtol=0, atol=2e-5)  # fmt: skip
-    text = a.describe(0)
-    assert text.startswith("item 0 (house design):")
-    assert all(f"  {effect}:" in text for effect in a.chain(0))
-    assert isinstance(a.repeat(2), HouseChainParams) and len(a.repeat(2)) == 8
-
-
-def test_bad_arguments_are_named() -> None:
-    gen = torch.Generator().manual_seed(0)
-    with pytest.raises(ValueError, match="n must be"):
-        sample_house_params(0, generator=gen)
-    with pytest.raises(ValueError, match="sample_rate"):
-        sample_house_params(2, generator=gen, sample_rate=100.0)
-    with pytest.raises(ValueError, match="probability"):
-        sample_house_params(2, generator=gen, probability=-0.5)
-    params = sample_house_params(2, generator=gen)
-    with pytest.raises(ValueError, match=r"\(batch, 2, samples\)"):
-        apply_house_chain(torch.zeros(2, 1, 100), params)
-    with pytest.raises(ValueError, match="3 items of audio for 2 drawn chains"):
-        apply_house_chain(torch.zeros(3, 2, 100), params)
-
-
-def test_triplets_of_the_house_design(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    for t in range(3):
-        folder = tmp_path / "data" / f"t{t}"
-        folder.mkdir(parents=True)
-        for stem in STEMS:
-            sf.write(folder / f"{stem}.wav", 0.1 * rng.standard_normal((SR, 2)), SR,
-                     subtype="FLOAT")  # fmt: skip
-    segments = SegmentDataset(MultitrackDataset(tmp_path / "data", "all"), 0.2,
-                              cache_dir=tmp_path / "cache")  # fmt: skip
-    trip = draw_triplets(segments, 5, generator=torch.Generator().manual_seed(0), design="house")
-    assert isinstance(trip.params, HouseChainParams) and len(trip.params) == 5
-    torch.testing.assert_close(apply_house_chain(trip.a1, trip.params), trip.a2, rtol=0, atol=0)
-    torch.testing.assert_close(apply_house_chain(trip.b1, trip.params), trip.b2, rtol=0, atol=0)
-    with pytest.raises(ValueError, match="probabilities are fxdsp's: the house design"):
-        draw_triplets(segments, 2, generator=torch.Generator(), design="house",
-                      probabilities={"eq": 1.0})  # fmt: skip
