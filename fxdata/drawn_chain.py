@@ -17,7 +17,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-__all__ = ["DrawnChain", "check_draw_arguments", "draw_controls", "where_on"]
+__all__ = [
+    "DrawnChain",
+    "check_chain_input",
+    "check_draw_arguments",
+    "draw_controls",
+    "where_on",
+]
 
 
 @dataclass
@@ -115,6 +121,15 @@ def check_draw_arguments(
         raise ValueError(f"sample_rate must be a rate of at least 8000 Hz, got {sample_rate!r}")
     if not (isinstance(probability, int | float) and 0.0 <= probability <= 1.0):
         raise ValueError(f"probability must be in [0, 1], got {probability!r}")
+
+
+def check_chain_input(x: object, params: DrawnChain) -> None:
+    """Audio for a design's chains: a ``(batch, 2, samples)`` tensor, one item per chain."""
+    if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[1] != 2:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"audio must be a (batch, 2, samples) tensor, got {shape}")
+    if x.shape[0] != len(params):
+        raise ValueError(f"{x.shape[0]} items of audio for {len(params)} drawn chains")
 
 
 def draw_controls(

@@ -52,7 +52,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fxdata.drawn_chain import DrawnChain, check_draw_arguments, draw_controls, where_on
+from fxdata.drawn_chain import (
+    DrawnChain,
+    check_chain_input,
+    check_draw_arguments,
+    draw_controls,
+    where_on,
+)
 from fxdsp.functional import convolve
 
 __all__ = [
@@ -278,11 +284,7 @@ def apply_house_chain(x: Tensor, params: HouseChainParams) -> Tensor:
     Effects that are off for an item leave it unchanged at that stage; silence stays silent.
     The chains are moved to the audio's device.
     """
-    if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[1] != 2:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"audio must be a (batch, 2, samples) tensor, got {shape}")
-    if x.shape[0] != len(params):
-        raise ValueError(f"{x.shape[0]} items of audio for {len(params)} drawn chains")
+    check_chain_input(x, params)
     params = params.to(x.device)
     v, on, sr = params.values, params.on, params.sample_rate
     y = x
