@@ -10,15 +10,16 @@ that a model trained on a mixture of designs learns the style rather than a desi
 The chain, in this order, each effect on with probability ``probability`` (independently per
 item and effect; an effect that is off is skipped):
 
-1. ``compressor``: a look-ahead compressor on a windowed RMS: the power of the summed
-   channels averaged over a centred window of ``window_ms``, a soft-knee static curve
+1. ``compressor``: a look-ahead compressor on a windowed RMS: the power of the mid,
+   ``(L + R) / 2``, averaged over a centred window of ``window_ms``, a soft-knee static curve
    (threshold, ratio, knee, after Giannoulis, Massberg & Reiss, JAES 2012), the gain
    reduction averaged again over the same window (no attack or release: the window is the
    time constant), and a make-up gain; stereo-linked;
 2. ``eq``: a free-form zero-phase EQ: a smooth curve in dB over log frequency, the sum of ten
    raised-cosine bumps one octave wide (centres 31.25 Hz … 16 kHz, each ``±depth_db``;
    neighbours sum to one, so equal bands make a flat shelf) and a tilt around 1 kHz (dB per
-   octave), applied as a real gain per FFT bin;
+   octave; it goes on below the lowest bump and above the highest, e.g. ±8.5 dB at 20 Hz for
+   the steepest tilt), applied as a real gain per FFT bin;
 3. ``width``: mid/side with the side scaled by a frequency-dependent width, ``bass_width ×
    width`` below ``crossover_hz`` and ``width`` above, joined by a one-octave cos² fade (the
    "mono bass" of mastering), zero-phase like the EQ;
@@ -60,6 +61,7 @@ from fxdata.drawn_chain import (
     where_on,
 )
 from fxdsp.functional import convolve
+from fxdsp.functional.reverb import next_fast_len
 
 __all__ = [
     "EFFECTS",
@@ -133,7 +135,7 @@ def _filter_zero_phase(x: Tensor, gains: Tensor, n_fft: int) -> Tensor:
 
 
 def _grid(x: Tensor, sample_rate: float) -> tuple[int, Tensor]:
-    n_fft = x.shape[-1] + _FFT_PAD
+    n_fft = next_fast_len(x.shape[-1] + _FFT_PAD)
     freqs = torch.fft.rfftfreq(n_fft, d=1.0 / sample_rate, dtype=torch.float64)
     return n_fft, freqs.to(x.device)
 
@@ -157,7 +159,7 @@ def static_curve_db(level_db: Tensor, threshold: Tensor, ratio: Tensor, knee: Te
     over = level_db - threshold[:, None]
     slope = (1.0 / ratio - 1.0)[:, None]
     k = knee[:, None]
-    in_knee = slope * (over + k / 2).square() / (2 * k)
+    in_knee = slope * (over + k / 2).square() / (2 * k.clamp_min(1e-6))
     return torch.where(2 * over < -k, 0.0, torch.where(2 * over > k, slope * over, in_knee))
 
 

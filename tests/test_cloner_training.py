@@ -167,7 +167,7 @@ def test_dasp_fraction_draws_whole_steps_from_the_second_design(data, encoder_pa
     assert "batch/dasp" not in never.step()
 
 
-def test_house_fraction_shares_the_step_draw_with_dasp(data, encoder_path: Path) -> None:
+def test_house_fraction_draws_whole_steps_from_the_third_design(data, encoder_path: Path) -> None:
     from fxdata.dasp_chain import DaspChainParams
     from fxdata.house_chain import HouseChainParams, apply_house_chain
 
