@@ -60,7 +60,7 @@ from fxdata.drawn_chain import (
     draw_controls,
     where_on,
 )
-from fxdsp.functional import convolve
+from fxdsp.functional import convolve, gain, left_right, mid_side
 from fxdsp.functional.reverb import next_fast_len
 
 __all__ = [
@@ -117,11 +117,11 @@ class HouseChainParams(DrawnChain):
 
 def eq_curve_db(values: dict[str, Tensor], freqs: Tensor) -> Tensor:
     """The EQ's gain in dB, ``(n, F)``, at ``freqs`` (Hz, ``(F,)``) for drawn ``values``."""
-    octave = torch.log2(freqs.clamp_min(1.0).double() / 1000.0)  # (F,)
-    curve = values["tilt_db"].double()[:, None] * octave[None, :]
+    f = freqs.clamp_min(1.0).double()
+    curve = values["tilt_db"].double()[:, None] * torch.log2(f / 1000.0)[None, :]
     depth = values["depth_db"].double()
     for k, centre in enumerate(EQ_CENTRES_HZ):
-        distance = (torch.log2(freqs.clamp_min(1.0).double() / centre)).abs()
+        distance = torch.log2(f / centre).abs()
         bump = torch.where(distance < 1.0, torch.cos(0.5 * math.pi * distance) ** 2, 0.0)
         curve = curve + (values[f"band{k}_db"].double() * depth)[:, None] * bump[None, :]
     return curve
@@ -298,9 +298,9 @@ def apply_house_chain(x: Tensor, params: HouseChainParams) -> Tensor:
             gains = 10.0 ** (eq_curve_db(v, freqs) / 20.0)
             y = where_on(on["eq"], _filter_zero_phase(y, gains, n_fft), y)
         if bool(on["width"].any()):
-            mid, side = (y[:, :1] + y[:, 1:]) / 2, (y[:, :1] - y[:, 1:]) / 2
-            side = _filter_zero_phase(side, _width_curve(v, freqs), n_fft)
-            y = where_on(on["width"], torch.cat([mid + side, mid - side], 1), y)
+            ms = mid_side(y)
+            side = _filter_zero_phase(ms[:, 1:], _width_curve(v, freqs), n_fft)
+            y = where_on(on["width"], left_right(torch.cat([ms[:, :1], side], 1)), y)
     if bool(on["pan"].any()):
         p = v["pan"].view(-1, 1)
         gains = torch.stack([(1.0 - p) ** 0.75, (1.0 + p) ** 0.75], dim=1)
@@ -309,5 +309,5 @@ def apply_house_chain(x: Tensor, params: HouseChainParams) -> Tensor:
         wet = v["wet"].view(-1, 1, 1) * convolve(y, params.ir.to(y.dtype))
         y = where_on(on["reverb"], y + wet, y)
     if bool(on["gain"].any()):
-        y = where_on(on["gain"], y * 10.0 ** (v["gain_db"].view(-1, 1, 1) / 20.0), y)
+        y = where_on(on["gain"], gain(y, v["gain_db"]), y)
     return y

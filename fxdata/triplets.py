@@ -148,6 +148,17 @@ def _randint(high: Tensor, generator: torch.Generator) -> Tensor:
 
 
 @torch.no_grad()
+def _design_functions(design: str) -> tuple[Callable[..., Any], Callable[..., Tensor]]:
+    """The draw and the apply function of a design other than fxdsp's (imported on use)."""
+    if design == "dasp":
+        from fxdata.dasp_chain import apply_dasp_chain, sample_dasp_params
+
+        return sample_dasp_params, apply_dasp_chain
+    from fxdata.house_chain import apply_house_chain, sample_house_params
+
+    return sample_house_params, apply_house_chain
+
+
 def draw_triplets(
     dataset: SegmentSource,
     n: int,
@@ -243,13 +254,7 @@ def draw_triplets(
     # 2. The chain: one draw for both contents.
     params: Any
     if design != "fxdsp":
-        if design == "dasp":
-            from fxdata.dasp_chain import apply_dasp_chain as apply
-            from fxdata.dasp_chain import sample_dasp_params as sample
-        else:
-            from fxdata.house_chain import apply_house_chain as apply  # type: ignore[assignment]
-            from fxdata.house_chain import sample_house_params as sample  # type: ignore[assignment]
-
+        sample, apply = _design_functions(design)
         rate = float(config.sample_rate if config is not None
                      else getattr(dataset, "sample_rate", 44100.0))  # fmt: skip
         params = sample(n, generator=generator, sample_rate=rate, device=device)
