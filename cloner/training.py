@@ -175,6 +175,11 @@ class ClonerTrainConfig(TripletRunConfig):
             :mod:`fxdata.house_chain` (a look-ahead RMS compressor, a free-form zero-phase
             EQ, a width with mono bass, a feedback-delay-network reverb; written here), from
             the same per-step draw (``dasp_fraction + house_fraction`` <= 1).
+        keep_min: sparser chains, whatever the design: each effect a chain turned on stays on
+            with probability ``q ~ U(keep_min, 1)`` per item
+            (:func:`fxdata.triplets.draw_triplets`), so that references with one or two
+            effects, for which the network should leave the rest alone, occur often (1: every
+            drawn effect kept, the reference's setting).
         grad_clip: gradient-norm clip.
         seed: the seed of every random choice (and of the initial weights).
         checkpoint_every: steps between checkpoints (one is written at the end too).
@@ -212,6 +217,7 @@ class ClonerTrainConfig(TripletRunConfig):
     level_weight: float = 0.1
     dasp_fraction: float = 0.0
     house_fraction: float = 0.0
+    keep_min: float = 1.0
 
     _loss_weights: ClassVar[tuple[str, ...]] = (
         "mss_lr_weight",
@@ -226,6 +232,7 @@ class ClonerTrainConfig(TripletRunConfig):
         check_number("level_weight", self.level_weight, low=0.0)
         check_number("dasp_fraction", self.dasp_fraction, low=0.0, high=1.0)
         check_number("house_fraction", self.house_fraction, low=0.0, high=1.0)
+        check_number("keep_min", self.keep_min, low=0.0, high=1.0)
         if self.dasp_fraction + self.house_fraction > 1.0:
             raise ValueError(
                 f"dasp_fraction + house_fraction must be at most 1, got {self.dasp_fraction} + "
@@ -516,6 +523,7 @@ class ClonerTrainer(ConditionedTrainer):
         trip = draw_triplets(
             self.dataset, c.batch_size, generator=self.gen, device=self.device,
             normalizer=self._normalizer if c.fxnorm else None, config=self.chain, design=design,
+            keep_min=c.keep_min,
         )  # fmt: skip
         reference = _crop(trip.b2, self.gen, c.ref_crop_min)
         cond = self.encoder(reference)
@@ -627,11 +635,20 @@ class ClonerTrainer(ConditionedTrainer):
             logs["batch/dasp"] = float(batch.get("design") == "dasp")
         if self.config.house_fraction > 0:
             logs["batch/house"] = float(batch.get("design") == "house")
+        if self.config.keep_min < 1.0:  # how sparse the step's chains were
+            logs["batch/effects_on"] = _effects_on(batch["triplets"].params)
         if keep_examples:
             self._keep_examples(batch, y if output is None else output.detach())
         done = time.perf_counter()
         logs.update(self._timings(batch, lr, grad_norm, (start, made, trained, done)))
         return logs
+
+
+def _effects_on(params: Any) -> float:
+    """The mean number of effects on per item of a draw (fxdsp's or another design's)."""
+    if isinstance(params, fxdsp.FxParams):
+        return float(params.active.sum(dim=1).double().mean())
+    return float(sum(on.double() for on in params.on.values()).mean())
 
 
 def _wav_bytes(audio: Tensor, sample_rate: int) -> bytes:

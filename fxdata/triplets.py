@@ -28,7 +28,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -147,7 +147,12 @@ def _randint(high: Tensor, generator: torch.Generator) -> Tensor:
     return torch.minimum((u * high).long(), high - 1)
 
 
-@torch.no_grad()
+def _keep_mask(n: int, effects: int, keep_min: float, generator: torch.Generator) -> Tensor:
+    """``(n, effects)`` bool: True with probability ``q``, ``q ~ U(keep_min, 1)`` per row."""
+    q = keep_min + (1.0 - keep_min) * torch.rand(n, 1, generator=generator, dtype=torch.float64)
+    return torch.rand(n, effects, generator=generator, dtype=torch.float64) < q
+
+
 def _design_functions(design: str) -> tuple[Callable[..., Any], Callable[..., Tensor]]:
     """The draw and the apply function of a design other than fxdsp's (imported on use)."""
     if design == "dasp":
@@ -170,6 +175,7 @@ def draw_triplets(
     probabilities: Mapping[str, Any] | None = None,
     stems: Sequence[str] | None = None,
     design: str = "fxdsp",
+    keep_min: float = 1.0,
 ) -> Triplets:
     """Draw ``n`` triplets ``(A1, A2, B2)`` from a segment dataset (see the module docstring).
 
@@ -195,6 +201,10 @@ def draw_triplets(
             designs with ranges of their own and no level match, drawn at ``config``'s
             sample rate, else the dataset's; ``probabilities`` must then be None; ``params``
             is their :class:`~fxdata.drawn_chain.DrawnChain`.
+        keep_min: sparser chains: each effect the design turned on stays on with probability
+            ``q``, drawn per item uniformly from ``[keep_min, 1]`` (after the chain's own draw,
+            from the same generator), so that styles of one or two effects occur often; 1 (the
+            default) keeps every effect and draws nothing, so the random stream is unchanged.
 
     Returns:
         The :class:`Triplets`.
@@ -203,13 +213,16 @@ def draw_triplets(
         ValueError: ``n`` < 1, a generator that is not a CPU ``torch.Generator``, a dataset
             that is not in stem mode, no stem with segments in two tracks, or a normalizer that
             changes the shape, an unknown ``design``, or ``probabilities`` with a design other
-            than fxdsp's.
+            than fxdsp's, or ``keep_min`` outside [0, 1].
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
     n = int(n)
     if design not in DESIGNS:
         raise ValueError(f"design must be one of {list(DESIGNS)}, got {design!r}")
+    if not (isinstance(keep_min, int | float) and not isinstance(keep_min, bool)
+            and 0.0 <= keep_min <= 1.0):  # fmt: skip
+        raise ValueError(f"keep_min must be a number in [0, 1], got {keep_min!r}")
     if design != "fxdsp" and probabilities is not None:
         raise ValueError(f"effect probabilities are fxdsp's: the {design} design draws its own")
     if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
@@ -258,6 +271,10 @@ def draw_triplets(
         rate = float(config.sample_rate if config is not None
                      else getattr(dataset, "sample_rate", 44100.0))  # fmt: skip
         params = sample(n, generator=generator, sample_rate=rate, device=device)
+        if keep_min < 1.0:
+            keep = _keep_mask(n, len(params.EFFECTS), keep_min, generator)
+            for k, effect in enumerate(params.EFFECTS):
+                params.on[effect] = params.on[effect] & keep[:, k].to(params.on[effect].device)
         a2, b2 = apply(a1, params), apply(b1, params)
     else:
         params = fxdsp.sample_params(
@@ -268,6 +285,9 @@ def draw_triplets(
             config=config,
             probabilities=probabilities,
         )
+        if keep_min < 1.0:
+            keep = _keep_mask(n, params.active.shape[1], keep_min, generator)
+            params = replace(params, active=params.active & keep.to(params.active.device))
         level_match = config.level_match if config is not None else True
         chain = fxdsp.Manipulator(params, level_match=level_match)
         a2, b2 = chain(a1), chain(b1)

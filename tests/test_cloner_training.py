@@ -96,6 +96,7 @@ def test_config_validates_and_round_trips(encoder_path: Path, tmp_path: Path) ->
         ({"dasp_fraction": 1.5}, "dasp_fraction"),
         ({"house_fraction": -0.1}, "house_fraction"),
         ({"dasp_fraction": 0.6, "house_fraction": 0.5}, "at most 1"),
+        ({"keep_min": 1.2}, "keep_min"),
     ]:
         with pytest.raises(ValueError, match=match):
             _config(encoder_path, **bad)
@@ -183,6 +184,29 @@ def test_house_fraction_draws_whole_steps_from_the_third_design(data, encoder_pa
     assert {DaspChainParams, HouseChainParams, fxdsp.FxParams} == set(kinds)
     logs = always.step()
     assert logs["batch/house"] == 1.0 and "batch/dasp" not in logs
+
+
+def test_keep_min_thins_the_steps_chains(data, encoder_path: Path) -> None:
+    sparse = ClonerTrainer(_config(encoder_path, keep_min=0.0, house_fraction=0.5, seed=2), data)
+    full = ClonerTrainer(_config(encoder_path, house_fraction=0.5, seed=2), data)
+    # The first step: the same design and draw, every effect of the thinned chain on in the
+    # full one (thinning draws after the chain, so later steps' streams differ).
+    thin, whole = sparse.make_batch()["triplets"].params, full.make_batch()["triplets"].params
+    assert type(thin) is type(whole)
+    assert bool((_on_mask(thin) <= _on_mask(whole)).all())
+    on_sparse = [_on_mask(sparse.make_batch()["triplets"].params).sum() for _ in range(8)]
+    on_full = [_on_mask(full.make_batch()["triplets"].params).sum() for _ in range(8)]
+    assert sum(on_sparse) < 0.8 * sum(on_full)
+    logs = sparse.step()
+    assert 0.0 <= logs["batch/effects_on"] <= 6.0
+    assert "batch/effects_on" not in full.step()
+
+
+def _on_mask(params: object) -> torch.Tensor:
+    """``(n, effects)`` bool: which effects of a drawn chain are on."""
+    if isinstance(params, fxdsp.FxParams):
+        return params.active
+    return torch.stack(list(params.on.values()), 1)  # type: ignore[attr-defined]
 
 
 def test_level_segments_per_item_targets() -> None:
