@@ -9,7 +9,9 @@ and the others at their neutral values: ``eq`` (the three filters), ``compressor
 ``stereo`` (width and balance), ``reverb``, ``gain``, and ``all`` (the full style, as in the
 evaluation). For each group: mix MSS L/R of input unchanged and of each cloner (the shipped
 one, then every CLONER checkpoint or name given), with the song-bootstrap interval of the change
-against input unchanged, and the mix loudness error. ``--groups`` runs only these groups,
+against input unchanged, and the mix loudness error; then, per method, each stem's MSS L/R and
+the mix's audio-feature errors (what moved: level, brightness, crest factor, width, balance,
+Bark spectrum). ``--groups`` runs only these groups,
 ``--no-shipped`` leaves the shipped cloner out.
 """
 
@@ -20,7 +22,11 @@ import sys
 
 from cloner import evaluation as ev
 from experiments.probe_level_match import _cell, probed_cloner
+from fxdsp.registry import STEMS
 from fxencoder.evaluation import load_segments
+
+#: The mix's audio-feature errors printed per method (``mixfx eval-transfer``'s columns).
+FEATURES = ("loudness_lu", "centroid_oct", "crest_db", "width", "balance_db", "bark_db")
 
 #: Each group's controls and the values that switch it off (pedalboard's identities).
 NEUTRAL: dict[str, dict[str, float]] = {
@@ -63,6 +69,9 @@ def main(argv: list[str]) -> None:
             print(f"{args.split} only {group}: {name}: mix {_cell(m['mix']['mss_lr'])}; "
                   f"loudness error mix {m['mix']['loudness_lu']['mean']:.2f} LU",
                   flush=True)  # fmt: skip
+            stems = ", ".join(f"{s} {m[s]['mss_lr']['mean']:.3f}" for s in STEMS)
+            feats = ", ".join(f"{k} {m['mix'][k]['mean']:.3g}" for k in FEATURES)
+            print(f"    stems MSS L/R: {stems}; mix feature errors: {feats}", flush=True)
 
 
 if __name__ == "__main__":
