@@ -164,6 +164,7 @@ def _design_functions(design: str) -> tuple[Callable[..., Any], Callable[..., Te
     return sample_house_params, apply_house_chain
 
 
+@torch.no_grad()
 def draw_triplets(
     dataset: SegmentSource,
     n: int,

@@ -231,6 +231,19 @@ def test_sparser_chains(segments: SegmentDataset, design: str) -> None:
         torch.testing.assert_close(apply(trip.b1, trip.params), trip.b2, rtol=0, atol=0)
 
 
+def test_drawing_records_no_gradients(segments: SegmentDataset) -> None:
+    seen: list[bool] = []
+
+    def watch(audio: torch.Tensor, stems: list[str]) -> torch.Tensor:
+        seen.append(torch.is_grad_enabled())
+        return audio
+
+    with torch.enable_grad():
+        trip = draw_triplets(segments, 2, generator=torch.Generator().manual_seed(0),
+                             normalizer=watch)  # fmt: skip
+    assert seen == [False, False] and not trip.a2.requires_grad
+
+
 def test_keep_min_one_draws_nothing_more(segments: SegmentDataset) -> None:
     plain = draw_triplets(segments, 6, generator=torch.Generator().manual_seed(9))
     kept = draw_triplets(segments, 6, generator=torch.Generator().manual_seed(9), keep_min=1.0)
