@@ -635,20 +635,14 @@ class ClonerTrainer(ConditionedTrainer):
             logs["batch/dasp"] = float(batch.get("design") == "dasp")
         if self.config.house_fraction > 0:
             logs["batch/house"] = float(batch.get("design") == "house")
-        if self.config.keep_min < 1.0:  # how sparse the step's chains were
-            logs["batch/effects_on"] = _effects_on(batch["triplets"].params)
+        if self.config.keep_min < 1.0:  # how sparse the step's chains were: effects on per item
+            active = batch["triplets"].params.active
+            logs["batch/effects_on"] = float(active.sum(dim=1).double().mean())
         if keep_examples:
             self._keep_examples(batch, y if output is None else output.detach())
         done = time.perf_counter()
         logs.update(self._timings(batch, lr, grad_norm, (start, made, trained, done)))
         return logs
-
-
-def _effects_on(params: Any) -> float:
-    """The mean number of effects on per item of a draw (fxdsp's or another design's)."""
-    if isinstance(params, fxdsp.FxParams):
-        return float(params.active.sum(dim=1).double().mean())
-    return float(sum(on.double() for on in params.on.values()).mean())
 
 
 def _wav_bytes(audio: Tensor, sample_rate: int) -> bytes:

@@ -50,6 +50,12 @@ class DrawnChain:
     def __len__(self) -> int:
         return int(self.ir.shape[0])
 
+    @property
+    def active(self) -> Tensor:
+        """``(n, len(EFFECTS))`` bool, which effects are on, columns in ``EFFECTS`` order (as
+        :attr:`fxdsp.FxParams.active`)."""
+        return torch.stack([self.on[e] for e in self.EFFECTS], dim=1)
+
     def repeat(self, k: int) -> DrawnChain:
         """The ``n`` chains tiled ``k`` times: item ``j`` of the result is item ``j % n``."""
         return type(self)(

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 import fxdsp
+from fxdsp.config import check_number
 from fxdsp.registry import STEMS
 
 __all__ = ["DESIGNS", "SegmentSource", "Triplets", "draw_triplets"]
@@ -147,10 +148,18 @@ def _randint(high: Tensor, generator: torch.Generator) -> Tensor:
     return torch.minimum((u * high).long(), high - 1)
 
 
-def _keep_mask(n: int, effects: int, keep_min: float, generator: torch.Generator) -> Tensor:
-    """``(n, effects)`` bool: True with probability ``q``, ``q ~ U(keep_min, 1)`` per row."""
+def _thin(params: Any, keep_min: float, generator: torch.Generator) -> Any:
+    """The drawn chains with each effect that is on kept with probability ``q``,
+    ``q ~ U(keep_min, 1)`` per item (an :class:`fxdsp.FxParams` or a
+    :class:`~fxdata.drawn_chain.DrawnChain`, whose ``active`` columns are its effects)."""
+    n, effects = params.active.shape
     q = keep_min + (1.0 - keep_min) * torch.rand(n, 1, generator=generator, dtype=torch.float64)
-    return torch.rand(n, effects, generator=generator, dtype=torch.float64) < q
+    keep = torch.rand(n, effects, generator=generator, dtype=torch.float64) < q
+    active = params.active & keep.to(params.active.device)
+    if isinstance(params, fxdsp.FxParams):
+        return replace(params, active=active)
+    params.on = dict(zip(params.EFFECTS, active.unbind(1), strict=True))
+    return params
 
 
 def _design_functions(design: str) -> tuple[Callable[..., Any], Callable[..., Tensor]]:
@@ -221,9 +230,7 @@ def draw_triplets(
     n = int(n)
     if design not in DESIGNS:
         raise ValueError(f"design must be one of {list(DESIGNS)}, got {design!r}")
-    if not (isinstance(keep_min, int | float) and not isinstance(keep_min, bool)
-            and 0.0 <= keep_min <= 1.0):  # fmt: skip
-        raise ValueError(f"keep_min must be a number in [0, 1], got {keep_min!r}")
+    check_number("keep_min", keep_min, low=0.0, high=1.0)
     if design != "fxdsp" and probabilities is not None:
         raise ValueError(f"effect probabilities are fxdsp's: the {design} design draws its own")
     if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
@@ -273,9 +280,7 @@ def draw_triplets(
                      else getattr(dataset, "sample_rate", 44100.0))  # fmt: skip
         params = sample(n, generator=generator, sample_rate=rate, device=device)
         if keep_min < 1.0:
-            keep = _keep_mask(n, len(params.EFFECTS), keep_min, generator)
-            for k, effect in enumerate(params.EFFECTS):
-                params.on[effect] = params.on[effect] & keep[:, k].to(params.on[effect].device)
+            params = _thin(params, keep_min, generator)
         a2, b2 = apply(a1, params), apply(b1, params)
     else:
         params = fxdsp.sample_params(
@@ -287,8 +292,7 @@ def draw_triplets(
             probabilities=probabilities,
         )
         if keep_min < 1.0:
-            keep = _keep_mask(n, params.active.shape[1], keep_min, generator)
-            params = replace(params, active=params.active & keep.to(params.active.device))
+            params = _thin(params, keep_min, generator)
         level_match = config.level_match if config is not None else True
         chain = fxdsp.Manipulator(params, level_match=level_match)
         a2, b2 = chain(a1), chain(b1)

@@ -193,20 +193,13 @@ def test_keep_min_thins_the_steps_chains(data, encoder_path: Path) -> None:
     # full one (thinning draws after the chain, so later steps' streams differ).
     thin, whole = sparse.make_batch()["triplets"].params, full.make_batch()["triplets"].params
     assert type(thin) is type(whole)
-    assert bool((_on_mask(thin) <= _on_mask(whole)).all())
-    on_sparse = [_on_mask(sparse.make_batch()["triplets"].params).sum() for _ in range(8)]
-    on_full = [_on_mask(full.make_batch()["triplets"].params).sum() for _ in range(8)]
+    assert bool((thin.active <= whole.active).all())
+    on_sparse = [sparse.make_batch()["triplets"].params.active.sum() for _ in range(8)]
+    on_full = [full.make_batch()["triplets"].params.active.sum() for _ in range(8)]
     assert sum(on_sparse) < 0.8 * sum(on_full)
     logs = sparse.step()
     assert 0.0 <= logs["batch/effects_on"] <= 6.0
     assert "batch/effects_on" not in full.step()
-
-
-def _on_mask(params: object) -> torch.Tensor:
-    """``(n, effects)`` bool: which effects of a drawn chain are on."""
-    if isinstance(params, fxdsp.FxParams):
-        return params.active
-    return torch.stack(list(params.on.values()), 1)  # type: ignore[attr-defined]
 
 
 def test_level_segments_per_item_targets() -> None:

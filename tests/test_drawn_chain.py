@@ -63,6 +63,11 @@ def test_describe_and_controls(design: str) -> None:
     a = sample(4, generator=torch.Generator().manual_seed(7), sample_rate=SR)
     controls = a.controls(0)
     assert list(controls) == a.chain(0)
+    # active: the on flags as columns in processing order, as fxdsp.FxParams.active.
+    assert a.active.shape == (4, len(a.EFFECTS)) and a.active.dtype == torch.bool
+    for i in range(4):
+        flags = a.active[i].tolist()
+        assert [e for e, on in zip(a.EFFECTS, flags, strict=True) if on] == a.chain(i)
     assert all(set(v) == {k for k, r in a.RANGES.items() if r[0] == e}
                for e, v in controls.items())  # fmt: skip
     text = a.describe(0)  # readable text, as fxdsp.FxParams.describe

@@ -179,13 +179,6 @@ def test_works_on_a_segment_pack(tmp_path: Path) -> None:
     torch.testing.assert_close(fxdsp.Manipulator(trip.params)(trip.a1), trip.a2, rtol=0, atol=0)
 
 
-def _effects_on(params: object) -> np.ndarray:
-    """Per item, how many effects of the drawn chain are on."""
-    if isinstance(params, fxdsp.FxParams):
-        return params.active.sum(dim=1).numpy()
-    return sum(on.long() for on in params.on.values()).numpy()  # type: ignore[attr-defined]
-
-
 def _thinned_counts(effects: int, p: float, keep_min: float) -> np.ndarray:
     """P(k effects on), k = 0..effects, when each is on with probability p·q and
     q ~ U(keep_min, 1) per item: the binomial averaged over q (midpoint rule, 20 000 nodes)."""
@@ -201,15 +194,15 @@ def _thinned_counts(effects: int, p: float, keep_min: float) -> np.ndarray:
 @pytest.mark.parametrize("design", ["fxdsp", "dasp", "house"])
 def test_sparser_chains(segments: SegmentDataset, design: str) -> None:
     n, keep_min = 240, 0.0
-    everything = {**dict.fromkeys(fxdsp.EFFECTS, 1.0)} if design == "fxdsp" else None
+    fx = design == "fxdsp"
+    everything = dict.fromkeys(fxdsp.EFFECTS, 1.0) if fx else None
     trip = draw_triplets(segments, n, generator=torch.Generator().manual_seed(4), design=design,
                          probabilities=everything, keep_min=keep_min)  # fmt: skip
-    counts = _effects_on(trip.params)
+    counts = trip.params.active.sum(dim=1).numpy()
     # fxdsp with every effect at probability 1: q·6 effects, the count uniform over 0..6.
-    fx = design == "fxdsp"
     effects, p = (len(fxdsp.EFFECTS), 1.0) if fx else (len(trip.params.EFFECTS), 0.75)
     expected = _thinned_counts(effects, p, keep_min)
-    if design == "fxdsp":
+    if fx:
         np.testing.assert_allclose(expected, 1 / 7, atol=1e-6)
     sigma = np.sqrt(expected * (1 - expected) / n)
     observed = np.bincount(counts, minlength=effects + 1) / n
@@ -217,9 +210,9 @@ def test_sparser_chains(segments: SegmentDataset, design: str) -> None:
     # The unthinned draw of the same design almost never has a single effect on.
     full = draw_triplets(segments, n, generator=torch.Generator().manual_seed(4), design=design,
                          probabilities=everything)  # fmt: skip
-    assert (_effects_on(full.params) <= 1).mean() < 0.05 < (counts <= 1).mean()
+    assert (full.params.active.sum(dim=1).numpy() <= 1).mean() < 0.05 < (counts <= 1).mean()
     # A and B still share the (thinned) chain.
-    if design == "fxdsp":
+    if fx:
         chain = fxdsp.Manipulator(trip.params)
         torch.testing.assert_close(chain(trip.a1), trip.a2, rtol=0, atol=0)
         torch.testing.assert_close(chain(trip.b1), trip.b2, rtol=0, atol=0)
@@ -248,6 +241,9 @@ def test_keep_min_one_draws_nothing_more(segments: SegmentDataset) -> None:
     plain = draw_triplets(segments, 6, generator=torch.Generator().manual_seed(9))
     kept = draw_triplets(segments, 6, generator=torch.Generator().manual_seed(9), keep_min=1.0)
     assert torch.equal(plain.a2, kept.a2) and plain.records() == kept.records()
-    for bad in (-0.1, 1.5, True, "0.5"):
-        with pytest.raises(ValueError, match="keep_min must be a number in"):
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"keep_min must be a finite number in \[0, 1\]"):
+            draw_triplets(segments, 2, generator=torch.Generator(), keep_min=bad)
+    for bad in (True, "0.5"):
+        with pytest.raises(ValueError, match="keep_min must be a number, got"):
             draw_triplets(segments, 2, generator=torch.Generator(), keep_min=bad)
